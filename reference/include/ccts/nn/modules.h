@@ -1,0 +1,68 @@
+#pragma once
+// Built-in modules with torch.nn's names, parameter layout and FQNs.
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ccts/nn/module.h"
+
+namespace ccts::nn {
+
+// torch.nn.Linear: weight [out_features, in_features], optional bias
+// [out_features], both initialised like PyTorch (uniform ±1/sqrt(in)).
+class Linear : public Cloneable<Linear> {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  Value forward(const Args& args, const Kwargs& kwargs) override;
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+
+ private:
+  int64_t in_features_;
+  int64_t out_features_;
+};
+
+// torch.nn.ReLU (inplace=False by default).
+class ReLU : public Cloneable<ReLU> {
+ public:
+  explicit ReLU(bool inplace = false) : Cloneable("ReLU"), inplace_(inplace) {}
+  Value forward(const Args& args, const Kwargs& kwargs) override;
+
+ private:
+  bool inplace_;
+};
+
+// torch.nn.Sequential: children "0", "1", ...; forward chains them.
+class Sequential : public Cloneable<Sequential> {
+ public:
+  explicit Sequential(std::vector<std::shared_ptr<Module>> modules = {});
+  void push_back(std::shared_ptr<Module> module);
+  std::shared_ptr<Module> operator[](std::size_t index) const;
+  std::size_t size() const { return named_children().size(); }
+  Value forward(const Args& args, const Kwargs& kwargs) override;
+};
+
+// torch.nn.ModuleList: children "0", "1", ...; no forward.
+class ModuleList : public Cloneable<ModuleList> {
+ public:
+  explicit ModuleList(std::vector<std::shared_ptr<Module>> modules = {});
+  void push_back(std::shared_ptr<Module> module);
+  std::shared_ptr<Module> operator[](std::size_t index) const;
+  std::size_t size() const { return named_children().size(); }
+};
+
+// torch.nn.ModuleDict: children keyed by name in insertion order; no forward.
+class ModuleDict : public Cloneable<ModuleDict> {
+ public:
+  explicit ModuleDict(std::vector<std::pair<std::string, std::shared_ptr<Module>>> modules = {});
+  void insert(const std::string& key, std::shared_ptr<Module> module);
+  std::shared_ptr<Module> operator[](const std::string& key) const { return child(key); }
+};
+
+// The single tensor argument of a one-input module (Linear, ReLU, ...), with
+// PyTorch-like errors for anything else.
+const torch::Tensor& single_tensor_argument(const Module& module, const Args& args,
+                                            const Kwargs& kwargs);
+
+}  // namespace ccts::nn
