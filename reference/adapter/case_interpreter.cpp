@@ -1,0 +1,369 @@
+#include "case_interpreter.h"
+
+#include <chrono>
+#include <map>
+#include <optional>
+
+#include <torch/torch.h>
+
+#include "ccts/distributed/process_group.h"
+#include "ccts/errors.h"
+#include "ccts/fixtures/fixture.h"
+#include "ccts/nn/module.h"
+#include "ccts/values/codec.h"
+#include "ccts/values/generator.h"
+
+namespace ccts::adapter {
+
+namespace {
+
+constexpr const char* kName = "ccts-reference";
+constexpr const char* kVersion = "0.1.0";
+
+// An error raised while running a step, with the phase and step path the
+// protocol reports (spec/ADAPTERS.md, "Errors").
+struct StepFailure {
+  std::string kind;
+  std::string phase;
+  std::string message;
+  std::string step;
+};
+
+json error_json(const StepFailure& f) {
+  return {{"kind", f.kind}, {"phase", f.phase}, {"message", f.message}, {"step", f.step}};
+}
+
+std::string phase_of(const std::string& step, const json& body) {
+  if (step == "forward") return "forward";
+  if (step == "backward") return "backward";
+  if (step == "sgd_step" || step == "zero_grad") return "optimizer";
+  if (step == "observe") {
+    if (body.contains("state_dict") || body.contains("state_dict_keys")) return "state_dict";
+    return "observe";
+  }
+  return "build";
+}
+
+// Everything one case creates; destroyed when the case ends.
+class CaseRun {
+ public:
+  CaseRun(const json& message, int rank, int world_size, distributed::ProcessGroup* pg)
+      : message_(message), rank_(rank), world_size_(world_size), process_group_(pg) {
+    const json fixtures = message.value("fixtures", json::object());
+    for (const auto& item : fixtures.items()) {
+      fixtures_.emplace(item.key(), fixtures::fixture_from_json(item.value(), "fixture " + item.key()));
+    }
+  }
+
+  json execute() {
+    std::optional<StepFailure> failure;
+    try {
+      run_steps(message_.at("case").at("steps"), "");
+    } catch (const StepError& e) {
+      failure = e.failure;
+    }
+    return failure ? error_json(*failure) : json(nullptr);
+  }
+
+  json observations() const { return observations_; }
+
+ private:
+  struct StepError {
+    StepFailure failure;
+  };
+
+  void run_steps(const json& steps, const std::string& path) {
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      const std::string step_path = path.empty() ? std::to_string(i) : path + "." + std::to_string(i);
+      const json& step = steps[i];
+      if (!step.is_object() || step.size() != 1) {
+        throw StepError{{"invalid_argument", "build", "a step is a mapping with exactly one key", step_path}};
+      }
+      const std::string name = step.begin().key();
+      const json& body = step.begin().value();
+      try {
+        run_step(name, body, step_path);
+      } catch (const StepError&) {
+        throw;
+      } catch (const ApiError& e) {
+        throw StepError{{e.kind(), phase_of(name, body), e.what(), step_path}};
+      } catch (const fixtures::FixtureError& e) {
+        throw StepError{{"invalid_argument", "build", e.what(), step_path}};
+      } catch (const std::invalid_argument& e) {
+        throw StepError{{"invalid_argument", phase_of(name, body), e.what(), step_path}};
+      } catch (const c10::Error& e) {
+        throw StepError{{"runtime_error", phase_of(name, body), e.what_without_backtrace(), step_path}};
+      } catch (const std::exception& e) {
+        throw StepError{{"runtime_error", phase_of(name, body), e.what(), step_path}};
+      }
+    }
+  }
+
+  void run_step(const std::string& name, const json& body, const std::string& path) {
+    if (name == "build") {
+      const fixtures::Fixture& fixture = fixture_named(body.at("fixture").get<std::string>());
+      fixtures::BuildOptions options;
+      options.seed = seed_of(body);
+      options.probe = [this](const std::string& probe) { probes_.push_back(probe); };
+      models_[body.at("as").get<std::string>()] = fixtures::build_module(fixture, options);
+    } else if (name == "copy") {
+      models_[body.at("as").get<std::string>()] = model(body.at("from")).deep_copy();
+    } else if (name == "input") {
+      const fixtures::Fixture& fixture = fixture_named(body.at("fixture").get<std::string>());
+      fixtures::Input input = fixtures::make_input(fixture, seed_of(body));
+      values_[body.at("as").get<std::string>()] =
+          input.kwargs.empty() && input.args.size() == 1 ? input.args.front() : nn::Value::tuple(input.args);
+      inputs_[body.at("as").get<std::string>()] = std::move(input);
+    } else if (name == "batch") {
+      run_batch(body);
+    } else if (name == "slice") {
+      const torch::Tensor& whole = value(body.at("from")).tensor();
+      const int64_t dim = body.value("dim", 0);
+      if (whole.size(dim) % world_size_ != 0) {
+        throw std::invalid_argument("slice: dimension " + std::to_string(dim) + " of size " +
+                                    std::to_string(whole.size(dim)) + " does not split into " +
+                                    std::to_string(world_size_) + " equal chunks");
+      }
+      const int64_t chunk = whole.size(dim) / world_size_;
+      values_[body.at("as").get<std::string>()] = whole.narrow(dim, rank_ * chunk, chunk).clone();
+    } else if (name == "forward") {
+      run_forward(body);
+    } else if (name == "backward") {
+      torch::Tensor loss;
+      for (const auto& t : value(body.at("of")).tensors()) loss = loss.defined() ? loss + t.sum() : t.sum();
+      if (!loss.defined()) throw std::invalid_argument("backward: the value holds no tensor");
+      loss.backward();
+    } else if (name == "zero_grad") {
+      model(body.at("model")).zero_grad();
+    } else if (name == "sgd_step") {
+      torch::NoGradGuard no_grad;
+      const double lr = body.at("lr").get<double>();
+      for (auto& p : model(body.at("model")).parameters()) {
+        if (p.grad().defined()) p.add_(p.grad(), -lr);
+      }
+    } else if (name == "raises") {
+      json recorded = nullptr;
+      try {
+        run_steps(body.at("do"), path + ".do");
+      } catch (const StepError& e) {
+        recorded = error_json(e.failure);
+      }
+      observations_[body.at("as").get<std::string>()] = {{"kind", "error"}, {"error", recorded}};
+    } else if (name == "repeat") {
+      const int64_t times = body.at("times").get<int64_t>();
+      const int64_t outer = step_index_;
+      for (int64_t i = 0; i < times; ++i) {
+        step_index_ = i;
+        run_steps(body.at("do"), path + ".do");
+      }
+      step_index_ = outer;
+    } else if (name == "observe") {
+      run_observe(body);
+    } else {
+      throw Unsupported("step '" + name + "' is not supported by " + kName);
+    }
+  }
+
+  void run_batch(const json& body) {
+    std::vector<int64_t> shape;
+    for (const auto& d : body.at("shape")) {
+      shape.push_back(d == "world_size" ? world_size_ : d.get<int64_t>());
+    }
+    const std::string as = body.at("as").get<std::string>();
+    const std::uint64_t stream = values::fnv1a64(body.value("stream", as));
+    const std::string dist = body.value("dist", "uniform");
+    torch::Tensor t;
+    if (dist == "normal") {
+      t = values::normal(shape, seed_of(body), stream);
+    } else if (dist == "uniform") {
+      t = values::uniform(shape, body.value("low", -1.0), body.value("high", 1.0), seed_of(body), stream);
+    } else {
+      throw std::invalid_argument("batch.dist: expected uniform or normal, got '" + dist + "'");
+    }
+    if (body.value("requires_grad", false)) t.requires_grad_(true);
+    values_[as] = t;
+  }
+
+  void run_forward(const json& body) {
+    nn::Module& m = model(body.at("model"));
+    nn::Args args;
+    nn::Kwargs kwargs;
+    if (body.contains("input")) {
+      const fixtures::Input& input = inputs_.at(body["input"].get<std::string>());
+      args = input.args;
+      kwargs = input.kwargs;
+    }
+    for (const auto& a : body.value("args", json::array())) args.push_back(value(a));
+    const json kwargs_spec = body.value("kwargs", json::object());
+    for (const auto& item : kwargs_spec.items()) {
+      kwargs.emplace_back(item.key(), value(item.value()));
+    }
+    nn::Value out = m(std::move(args), std::move(kwargs));
+    if (body.contains("as")) values_[body["as"].get<std::string>()] = out;
+  }
+
+  void run_observe(const json& body) {
+    const std::string as = body.at("as").get<std::string>();
+    json obs;
+    auto strings = [](const std::vector<std::string>& items) {
+      return json{{"kind", "strings"}, {"items", items}};
+    };
+    auto named = [](const nn::NamedTensors& items) {
+      json list = json::array();
+      for (const auto& [fqn, t] : items) list.push_back(json::array({fqn, values::encode_tensor(t)}));
+      return json{{"kind", "named_tensors"}, {"items", list}};
+    };
+    auto names = [](const nn::NamedTensors& items) {
+      std::vector<std::string> out;
+      for (const auto& item : items) out.push_back(item.first);
+      return out;
+    };
+    if (body.contains("named_parameters")) {
+      obs = named(model(body["named_parameters"]).named_parameters());
+    } else if (body.contains("parameter_fqns")) {
+      obs = strings(names(model(body["parameter_fqns"]).named_parameters()));
+    } else if (body.contains("named_buffers")) {
+      obs = named(model(body["named_buffers"]).named_buffers());
+    } else if (body.contains("buffer_fqns")) {
+      obs = strings(names(model(body["buffer_fqns"]).named_buffers()));
+    } else if (body.contains("state_dict")) {
+      obs = named(model(body["state_dict"]).state_dict());
+    } else if (body.contains("state_dict_keys")) {
+      obs = strings(names(model(body["state_dict_keys"]).state_dict()));
+    } else if (body.contains("module_fqns")) {
+      std::vector<std::string> out;
+      for (const auto& item : model(body["module_fqns"]).named_modules()) out.push_back(item.first);
+      obs = strings(out);
+    } else if (body.contains("parameter_shapes")) {
+      json shapes = json::object();
+      for (const auto& [fqn, t] : model(body["parameter_shapes"]).named_parameters()) shapes[fqn] = t.sizes().vec();
+      obs = {{"kind", "json"}, {"value", shapes}};
+    } else if (body.contains("grads")) {
+      nn::NamedTensors grads;
+      for (const auto& [fqn, t] : model(body["grads"]).named_parameters()) {
+        if (t.grad().defined()) grads.emplace_back(fqn, t.grad());
+      }
+      obs = named(grads);
+    } else if (body.contains("value")) {
+      obs = observe_value(value(body["value"]));
+    } else if (body.contains("probes")) {
+      obs = strings(probes_);
+    } else {
+      throw Unsupported("observe: unknown kind of observation in " + body.dump());
+    }
+    observations_[as] = obs;
+  }
+
+  json observe_value(const nn::Value& v) {
+    if (v.is_tensor()) return values::encode_tensor(v.tensor());
+    if (v.is_sequence() || v.is_dict()) {
+      json list = json::array();
+      std::function<void(const nn::Value&, const std::string&)> flatten = [&](const nn::Value& x,
+                                                                              const std::string& p) {
+        auto join = [&](const std::string& k) { return p.empty() ? k : p + "." + k; };
+        if (x.is_tensor()) {
+          list.push_back(json::array({p, values::encode_tensor(x.tensor())}));
+        } else if (x.is_sequence()) {
+          for (std::size_t i = 0; i < x.items().size(); ++i) flatten(x.items()[i], join(std::to_string(i)));
+        } else if (x.is_dict()) {
+          for (const auto& [k, item] : x.dict_items()) flatten(item, join(k));
+        }
+      };
+      flatten(v, "");
+      return {{"kind", "named_tensors"}, {"items", list}};
+    }
+    switch (v.kind()) {
+      case nn::Value::Kind::Int: return {{"kind", "json"}, {"value", v.to_int()}};
+      case nn::Value::Kind::Double: return {{"kind", "json"}, {"value", v.to_double()}};
+      case nn::Value::Kind::Bool: return {{"kind", "json"}, {"value", v.to_bool()}};
+      case nn::Value::Kind::String: return {{"kind", "json"}, {"value", v.to_string()}};
+      default: return {{"kind", "json"}, {"value", nullptr}};
+    }
+  }
+
+  std::uint64_t seed_of(const json& body) const {
+    const json seed = body.value("seed", json(0));
+    if (seed == "step") return static_cast<std::uint64_t>(step_index_);
+    if (seed == "rank") return static_cast<std::uint64_t>(rank_);
+    return seed.get<std::uint64_t>();
+  }
+
+  const fixtures::Fixture& fixture_named(const std::string& name) const {
+    auto it = fixtures_.find(name);
+    if (it == fixtures_.end()) throw std::invalid_argument("fixture '" + name + "' was not sent with the case");
+    return it->second;
+  }
+
+  nn::Module& model(const json& name) {
+    auto it = models_.find(name.get<std::string>());
+    if (it == models_.end()) throw std::invalid_argument("no model named '" + name.get<std::string>() + "'");
+    return *it->second;
+  }
+
+  const nn::Value& value(const json& name) {
+    auto it = values_.find(name.get<std::string>());
+    if (it == values_.end()) throw std::invalid_argument("no value named '" + name.get<std::string>() + "'");
+    return it->second;
+  }
+
+  const json& message_;
+  int rank_;
+  int world_size_;
+  distributed::ProcessGroup* process_group_;
+  std::map<std::string, fixtures::Fixture> fixtures_;
+  std::map<std::string, std::shared_ptr<nn::Module>> models_;
+  std::map<std::string, nn::Value> values_;
+  std::map<std::string, fixtures::Input> inputs_;
+  std::vector<std::string> probes_;
+  json observations_ = json::object();
+  int64_t step_index_ = 0;
+};
+
+}  // namespace
+
+Session::Session(int rank, int world_size, std::string backend, std::string device)
+    : rank_(rank), world_size_(world_size), backend_(std::move(backend)), device_(std::move(device)) {
+  if (device_ != "cpu") throw Unsupported("device '" + device_ + "' is not supported by " + kName);
+  process_group_ = distributed::ProcessGroup::from_env(backend_);
+}
+
+Session::~Session() = default;
+
+json Session::hello() const {
+  return {{"name", kName},
+          {"version", kVersion},
+          {"capabilities", json::array({"fixtures", "hooks"})},
+          {"backends", json::array({"gloo"})},
+          {"devices", json::array({"cpu"})},
+          {"build", {{"libtorch", TORCH_VERSION}, {"cuda", nullptr}}},
+          {"rank", rank_},
+          {"world_size", world_size_}};
+}
+
+json Session::run(const json& message) {
+  const auto start = std::chrono::steady_clock::now();
+  json result = {{"type", "result"},
+                 {"case", message.at("case").value("id", "")},
+                 {"rank", rank_},
+                 {"observations", json::object()},
+                 {"error", nullptr}};
+  try {
+    CaseRun run(message, rank_, world_size_, process_group_.get());
+    result["error"] = run.execute();
+    result["observations"] = run.observations();
+  } catch (const std::exception& e) {
+    result["error"] = {{"kind", "invalid_argument"}, {"phase", "build"}, {"message", e.what()}, {"step", ""}};
+  }
+  // Clean state between cases: nothing a case installed may outlive it.
+  if (nn::global_hook_count() != 0 && result["error"].is_null()) {
+    result["error"] = {{"kind", "runtime_error"}, {"phase", "observe"},
+                       {"message", std::to_string(nn::global_hook_count()) +
+                                       " global module hooks outlived the case"},
+                       {"step", ""}};
+  }
+  result["duration_s"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace ccts::adapter
