@@ -79,8 +79,9 @@ class CaseRun {
       if (!step.is_object() || step.size() != 1) {
         throw StepError{{"invalid_argument", "build", "a step is a mapping with exactly one key", step_path}};
       }
-      const std::string name = step.begin().key();
-      const json& body = step.begin().value();
+      const auto only = step.begin();
+      const std::string name = only.key();
+      const json& body = only.value();
       try {
         run_step(name, body, step_path);
       } catch (const StepError&) {
