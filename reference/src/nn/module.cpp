@@ -431,6 +431,7 @@ std::shared_ptr<Module> Module::deep_copy(DeepCopyMemo& memo) const {
   if (found != memo.modules.end()) return found->second;
   std::shared_ptr<Module> copy = clone_shallow();
   memo.modules.emplace(this, copy);
+  copy->annotations_.clear();
   for (auto& [name, tensor] : copy->parameters_) tensor = copy_tensor(tensor, memo);
   for (auto& slot : copy->buffers_) slot.tensor = copy_tensor(slot.tensor, memo);
   for (auto& [name, child] : copy->children_) child = child->deep_copy(memo);
@@ -470,6 +471,47 @@ void Module::zero_grad(bool set_to_none) {
       parameter.mutable_grad().detach_().zero_();
     }
   }
+}
+
+std::string Module::repr() const {
+  // torch.nn.Module.__repr__, with _addindent(child, 2).
+  std::vector<std::string> lines;
+  const std::string extra = extra_repr();
+  std::size_t extra_lines = 0;
+  for (std::size_t start = 0; !extra.empty() && start <= extra.size();) {
+    const std::size_t end = extra.find('\n', start);
+    lines.push_back(extra.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    ++extra_lines;
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  for (const auto& [name, child] : children_) {
+    std::string text = child->repr();
+    std::string indented;
+    for (char c : text) {
+      indented.push_back(c);
+      if (c == '\n') indented += "  ";
+    }
+    lines.push_back("(" + name + "): " + indented);
+  }
+  std::string out = type_name_ + "(";
+  if (extra_lines == 1 && children_.empty()) {
+    out += lines.front();
+  } else if (!lines.empty()) {
+    out += "\n  ";
+    for (std::size_t i = 0; i < lines.size(); ++i) out += (i ? "\n  " : "") + lines[i];
+    out += "\n";
+  }
+  return out + ")";
+}
+
+std::shared_ptr<void> Module::annotation(const std::string& key) const {
+  auto it = annotations_.find(key);
+  return it == annotations_.end() ? nullptr : it->second;
+}
+
+void Module::set_annotation(const std::string& key, std::shared_ptr<void> value) {
+  annotations_[key] = std::move(value);
 }
 
 HookHandle Module::register_forward_pre_hook(ForwardPreHook hook) {

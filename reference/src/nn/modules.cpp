@@ -21,7 +21,7 @@ const torch::Tensor& single_tensor_argument(const Module& module, const Args& ar
 }
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
-    : Cloneable("Linear"), in_features_(in_features), out_features_(out_features) {
+    : Cloneable("Linear"), in_features_(in_features), out_features_(out_features), has_bias_(bias) {
   // reset_parameters(): kaiming_uniform_(a=sqrt(5)) is uniform(±1/sqrt(in)).
   const double bound = in_features > 0 ? 1.0 / std::sqrt(static_cast<double>(in_features)) : 0.0;
   register_parameter("weight", torch::empty({out_features, in_features}).uniform_(-bound, bound));
@@ -33,6 +33,11 @@ Value Linear::forward(const Args& args, const Kwargs& kwargs) {
   const torch::Tensor& input = single_tensor_argument(*this, args, kwargs);
   torch::Tensor* bias = find_parameter("bias");
   return torch::linear(input, parameter("weight"), bias ? *bias : torch::Tensor());
+}
+
+std::string Linear::extra_repr() const {
+  return "in_features=" + std::to_string(in_features_) + ", out_features=" +
+         std::to_string(out_features_) + ", bias=" + (has_bias_ ? "True" : "False");
 }
 
 Value ReLU::forward(const Args& args, const Kwargs& kwargs) {

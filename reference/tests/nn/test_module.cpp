@@ -163,3 +163,19 @@ TEST_CASE("Value holds tensors, tuples, lists, dicts and scalars") {
   CHECK(doubled.at("b").at(0).tensor().sum().item<float>() == 4.0f);
   CHECK(doubled.at("a").kind() == Value::Kind::Tuple);
 }
+
+TEST_CASE("repr follows torch.nn.Module.__repr__") {
+  Sequential seq({std::make_shared<Linear>(3, 2), std::make_shared<ReLU>(),
+                  std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+                      std::make_shared<Linear>(2, 1, false)})});
+  CHECK(seq.repr() ==
+        "Sequential(\n"
+        "  (0): Linear(in_features=3, out_features=2, bias=True)\n"
+        "  (1): ReLU()\n"
+        "  (2): Sequential(\n"
+        "    (0): Linear(in_features=2, out_features=1, bias=False)\n"
+        "  )\n"
+        ")");
+  CHECK(ReLU(true).repr() == "ReLU(inplace=True)");
+  CHECK(ModuleList().repr() == "ModuleList()");
+}

@@ -102,6 +102,15 @@ class Module : public std::enable_shared_from_this<Module> {
   void to(const torch::Device& device);
   void zero_grad(bool set_to_none = true);
 
+  // PyTorch's repr(module): the type name, extra_repr() and the children.
+  std::string repr() const;
+  virtual std::string extra_repr() const { return ""; }
+
+  // Slots for APIs layered on a module (contract's per-API state and
+  // registry), as PyTorch keeps them in module.__dict__. Not deep-copied.
+  std::shared_ptr<void> annotation(const std::string& key) const;
+  void set_annotation(const std::string& key, std::shared_ptr<void> value);
+
   [[nodiscard]] HookHandle register_forward_pre_hook(ForwardPreHook hook);
   [[nodiscard]] HookHandle register_forward_hook(ForwardHook hook, bool always_call = false);
   [[nodiscard]] HookHandle register_full_backward_pre_hook(BackwardPreHook hook);
@@ -133,6 +142,7 @@ class Module : public std::enable_shared_from_this<Module> {
   std::vector<std::pair<std::string, torch::Tensor>> parameters_;
   std::vector<BufferSlot> buffers_;
   std::vector<std::pair<std::string, Attribute>> attributes_;
+  std::map<std::string, std::shared_ptr<void>> annotations_;
   std::shared_ptr<HookList<ForwardPreHook>> forward_pre_hooks_;
   std::shared_ptr<HookList<ForwardHook>> forward_hooks_;
   std::shared_ptr<HookList<BackwardPreHook>> backward_pre_hooks_;

@@ -15,12 +15,14 @@ class Linear : public Cloneable<Linear> {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   Value forward(const Args& args, const Kwargs& kwargs) override;
+  std::string extra_repr() const override;
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
 
  private:
   int64_t in_features_;
   int64_t out_features_;
+  bool has_bias_;
 };
 
 // torch.nn.ReLU (inplace=False by default).
@@ -28,6 +30,7 @@ class ReLU : public Cloneable<ReLU> {
  public:
   explicit ReLU(bool inplace = false) : Cloneable("ReLU"), inplace_(inplace) {}
   Value forward(const Args& args, const Kwargs& kwargs) override;
+  std::string extra_repr() const override { return inplace_ ? "inplace=True" : ""; }
 
  private:
   bool inplace_;
