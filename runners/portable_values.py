@@ -94,3 +94,8 @@ def decode(observation: dict) -> tuple[str, list[int], list[float | int | bool]]
     else:
         values = list(struct.unpack(f"<{n}{code}", raw))
     return dtype, shape, values
+
+
+def round_to(code: str, value: float) -> float:
+    """value as the given floating type stores it ('f': float32, 'd': float64)."""
+    return struct.unpack("<" + code, struct.pack("<" + code, value))[0]

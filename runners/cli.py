@@ -1,0 +1,186 @@
+"""ccts runner command line: list, validate, run, report, compare, outcome, bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from . import execute
+from .suite import Suite, SuiteError
+from .validate import validate
+
+SKIP_RETURN_CODE = 77
+
+
+def world_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError("world sizes are positive integers")
+    return sizes
+
+
+def suite_from(args: argparse.Namespace) -> Suite:
+    suite = Suite()
+    if getattr(args, "cases_dir", None):
+        suite.cases_dir = Path(args.cases_dir)
+    if getattr(args, "fixtures_dir", None):
+        suite.fixtures_dir = Path(args.fixtures_dir)
+    if getattr(args, "spec_dir", None):
+        suite.spec_dir = Path(args.spec_dir)
+    return suite
+
+
+def add_suite_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cases-dir", help="cases root (default conformance/)")
+    p.add_argument("--fixtures-dir", help="fixtures folder (default fixtures/)")
+    p.add_argument("--spec-dir", help="spec folder with the rules (default spec/)")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for case in suite_from(args).load_cases():
+        sizes = ",".join(map(str, case.world_sizes))
+        if args.format == "cmake":
+            print(f"{case.id};{case.area};{sizes}")
+        else:
+            print(f"{case.id:<60} {case.area:<12} ws {sizes}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    suite = suite_from(args)
+    errors = validate(suite)
+    for e in errors:
+        print(e)
+    count = len(suite.case_files())
+    print(f"{count} cases, {len(errors)} errors" if errors else f"{count} cases valid")
+    return 1 if errors else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    options = execute.RunOptions(
+        adapter=args.adapter or execute.default_adapter(), world_sizes=args.world_sizes, patterns=args.k or [],
+        areas=args.area or [], exitfirst=args.x, shuffle=args.shuffle, seed=args.seed, timeout=args.timeout,
+        xfail=Path(args.xfail) if args.xfail else None, strict=args.strict, out=Path(args.out),
+        backend=args.backend, device=args.device, quiet=args.quiet, verbose=args.verbose,
+        command="./ccts run " + " ".join(shlex.quote(a) for a in args.argv))
+    try:
+        code = execute.run(suite_from(args), options)
+    except SuiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0 if args.exit_zero and code in (0, 1) else code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    report = json.loads(Path(args.report).read_text())
+    import reports
+    for path in reports.write_all(report, Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import reports
+    for path in reports.render_compare([Path(p) for p in args.reports], Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_outcome(args: argparse.Namespace) -> int:
+    """For CTest: one case × world size's outcome from a report (0 pass/xfail, 77 unsupported/skip)."""
+    try:
+        report = json.loads(Path(args.report).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"no report at {args.report}: {e}")
+        return 1
+    for result in report.get("results", []):
+        if result["case"] == args.case and result["world_size"] == args.world_size:
+            print(f"{result['outcome']}: {result['case']}@{result['world_size']} {result.get('message', '')}")
+            if result["outcome"] in execute.FAILING:
+                print(execute.describe_failure(result))
+            if result["outcome"] in ("pass", "xfail", "xpass"):
+                return 0
+            if result["outcome"] in ("unsupported", "skip"):
+                return SKIP_RETURN_CODE
+            return 1
+    print(f"{args.case}@{args.world_size} did not run (not in {args.report})")
+    return 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    return bench.main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ccts", description="conformance suite runner")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    ls = sub.add_parser("list", help="list cases")
+    ls.add_argument("--format", choices=["text", "cmake"], default="text")
+    add_suite_options(ls)
+    ls.set_defaults(func=cmd_list)
+
+    va = sub.add_parser("validate", help="check cases and fixtures")
+    add_suite_options(va)
+    va.set_defaults(func=cmd_validate)
+
+    ru = sub.add_parser("run", help="run cases against an adapter")
+    ru.add_argument("--adapter", help="adapter command (default: the reference's ccts-adapter)")
+    ru.add_argument("--world-sizes", type=world_sizes, default=[1, 2, 4])
+    ru.add_argument("-k", action="append", metavar="PATTERN", help="case id glob (repeatable)")
+    ru.add_argument("--area", action="append", help="only this area (repeatable)")
+    ru.add_argument("-x", action="store_true", help="stop at the first failure")
+    ru.add_argument("--shuffle", action="store_true", help="run cases in random order")
+    ru.add_argument("--seed", type=int, help="seed of --shuffle")
+    ru.add_argument("--timeout", type=float, default=60.0, help="seconds per case (default 60)")
+    ru.add_argument("--xfail", help="expected failures: '<id glob> <reason>' per line")
+    ru.add_argument("--strict", action="store_true", help="an unexpected pass is a failure")
+    ru.add_argument("--out", default="out", help="report folder (default out/)")
+    ru.add_argument("--backend", default="gloo")
+    ru.add_argument("--device", default="cpu")
+    ru.add_argument("--exit-zero", action="store_true", help="exit 0 whenever the run completed (CTest fixtures)")
+    ru.add_argument("-q", "--quiet", action="store_true")
+    ru.add_argument("-v", "--verbose", action="store_true")
+    add_suite_options(ru)
+    ru.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("report", help="render report formats from a report.json")
+    rp.add_argument("report")
+    rp.add_argument("--out", default="out")
+    rp.set_defaults(func=cmd_report)
+
+    co = sub.add_parser("compare", help="several implementations side by side")
+    co.add_argument("reports", nargs="+")
+    co.add_argument("--out", default="out/compare")
+    co.set_defaults(func=cmd_compare)
+
+    oc = sub.add_parser("outcome", help="one result's outcome as an exit code (CTest)")
+    oc.add_argument("--report", required=True)
+    oc.add_argument("--case", required=True)
+    oc.add_argument("--world-size", type=int, required=True)
+    oc.set_defaults(func=cmd_outcome)
+
+    be = sub.add_parser("bench", help="amortized time per case x world size vs fresh rank groups")
+    be.add_argument("--adapter")
+    be.add_argument("--world-sizes", type=world_sizes, default=[1, 2, 4])
+    be.add_argument("--baseline-cases", type=int, default=6)
+    add_suite_options(be)
+    be.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    args.argv = argv[1:]
+    try:
+        return args.func(args)
+    except SuiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

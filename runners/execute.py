@@ -1,0 +1,374 @@
+"""`run`: executes selected cases × world sizes on rank groups and builds the report."""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import platform
+import random
+import shlex
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .expectations import Judge, readable
+from .session import RankFault, RankGroup
+from .suite import ROOT, SUITE_VERSION, Case, Suite, SuiteError, resolved_fixtures
+
+FAILING = ("fail", "error", "crash", "timeout")
+
+
+def default_adapter() -> str:
+    build = Path(os.environ.get("CCTS_BUILD_DIR", ROOT / "build"))
+    return str(build / "reference" / "adapter" / "ccts-adapter")
+
+
+@dataclass
+class XfailEntry:
+    pattern: str
+    reason: str
+    line: int
+    used: bool = False
+
+
+def load_xfail(path: Path) -> list[XfailEntry]:
+    entries = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(None, 1)
+        if len(parts) < 2:
+            raise SuiteError(f"{path}:{number}: an expected failure needs a reason after the id pattern")
+        entries.append(XfailEntry(parts[0], parts[1].strip(), number))
+    return entries
+
+
+@dataclass
+class RunOptions:
+    adapter: str
+    world_sizes: list[int]
+    patterns: list[str] = field(default_factory=list)
+    areas: list[str] = field(default_factory=list)
+    exitfirst: bool = False
+    shuffle: bool = False
+    seed: int | None = None
+    timeout: float = 60.0
+    xfail: Path | None = None
+    strict: bool = False
+    out: Path = ROOT / "out"
+    backend: str = "gloo"
+    device: str = "cpu"
+    quiet: bool = False
+    verbose: bool = False
+    command: str = ""
+
+
+def select(cases: list[Case], options: RunOptions) -> list[Case]:
+    chosen = []
+    for case in cases:
+        if options.areas and case.area not in options.areas:
+            continue
+        if options.patterns and not any(fnmatch.fnmatchcase(case.id, p) for p in options.patterns):
+            continue
+        chosen.append(case)
+    return chosen
+
+
+class Progress:
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.quiet = quiet
+        self.tty = sys.stdout.isatty()
+        self.counts: dict[str, int] = {}
+
+    def update(self, result: dict[str, Any]) -> None:
+        self.done += 1
+        self.counts[result["outcome"]] = self.counts.get(result["outcome"], 0) + 1
+        label = f"{result['outcome'].upper():<11} {result['case']}@{result['world_size']} ({result['duration_s']:.2f}s)"
+        if self.tty:
+            summary = " ".join(f"{k}:{v}" for k, v in sorted(self.counts.items()))
+            sys.stdout.write(f"\r\033[K[{self.done}/{self.total}] {summary}  {result['case']}@{result['world_size']}")
+            sys.stdout.flush()
+            if result["outcome"] in FAILING or result["outcome"] == "xpass":
+                sys.stdout.write("\r\033[K" + label + "\n")
+        elif not self.quiet or result["outcome"] in FAILING:
+            print(label, flush=True)
+
+    def finish(self) -> None:
+        if self.tty:
+            sys.stdout.write("\r\033[K")
+            sys.stdout.flush()
+
+
+def rerun_command(case_id: str, ws: int, options: RunOptions) -> str:
+    cmd = f"./ccts run -k {shlex.quote(case_id)} --world-sizes {ws}"
+    if options.adapter != default_adapter():
+        cmd += f" --adapter {shlex.quote(options.adapter)}"
+    return cmd
+
+
+def describe_failure(result: dict[str, Any]) -> str:
+    lines = [f"--- {result['outcome'].upper()} {result['case']} at world size {result['world_size']} ({result['file']})"]
+    if result.get("message"):
+        lines.append(f"    {result['message']}")
+    for f in result.get("failures", [])[:5]:
+        where = "all ranks" if f["rank"] is None else f"rank {f['rank']}"
+        lines.append(f"    {f['check']} #{f['expectation_index']} on {where}: {f['message']}")
+        lines.append(f"      expected: {json.dumps(f['expected'])[:400]}")
+        lines.append(f"      observed: {json.dumps(f['observed'])[:400]}")
+    for r in result.get("ranks", []):
+        if r.get("stderr_tail") and result["outcome"] in ("crash", "timeout", "error"):
+            tail = r["stderr_tail"].splitlines()[-5:]
+            lines.append(f"    rank {r['rank']} stderr: " + " | ".join(tail))
+    lines.append(f"    rerun: {result['rerun']}")
+    return "\n".join(lines)
+
+
+class Runner:
+    def __init__(self, suite: Suite, options: RunOptions) -> None:
+        self.suite = suite
+        self.options = options
+        self.groups: dict[int, RankGroup] = {}
+        self.implementation: dict[str, Any] | None = None
+        self.results: list[dict[str, Any]] = []
+
+    # -- rank groups --------------------------------------------------------
+    def group(self, ws: int) -> RankGroup:
+        group = self.groups.get(ws)
+        if group is None:
+            group = RankGroup(self.options.adapter, ws, self.options.backend, self.options.device)
+            try:
+                hello = group.start(self.options.timeout)
+            except RankFault:
+                tails = {r.rank: r.stderr_text() for r in group.ranks}
+                group.kill()
+                raise _StartFailure(tails) from None
+            if self.implementation is None:
+                self.implementation = {k: hello.get(k) for k in
+                                       ("name", "version", "capabilities", "backends", "devices", "build")}
+            self.groups[ws] = group
+        return group
+
+    def drop(self, ws: int) -> None:
+        group = self.groups.pop(ws, None)
+        if group:
+            group.kill()
+
+    def close(self) -> None:
+        for ws in list(self.groups):
+            group = self.groups.pop(ws)
+            group.close()
+
+    # -- one case ---------------------------------------------------------
+    def run_one(self, case: Case, ws: int) -> dict[str, Any]:
+        start = time.monotonic()
+        result: dict[str, Any] = {
+            "case": case.id, "area": case.area, "title": case.data.get("title", ""),
+            "file": case.relative_file(), "source": case.data.get("source", ""),
+            "requirements": case.requirements, "world_size": ws, "backend": self.options.backend,
+            "outcome": "pass", "duration_s": 0.0, "message": "", "xfail_reason": None,
+            "failures": [], "ranks": [], "rerun": rerun_command(case.id, ws, self.options)}
+        try:
+            self.judge(case, ws, result)
+        except SuiteError as e:
+            result.update(outcome="error", message=str(e))
+        result["duration_s"] = round(time.monotonic() - start, 4)
+        return result
+
+    def judge(self, case: Case, ws: int, result: dict[str, Any]) -> None:
+        if self.options.backend not in case.backends:
+            result.update(outcome="unsupported", message=f"the case runs on {case.backends}, not {self.options.backend}")
+            return
+        fixtures = resolved_fixtures(case, self.suite)
+        try:
+            group = self.group(ws)
+        except _StartFailure as e:
+            result.update(outcome="error", message="the adapter's rank group did not start: "
+                          + (next((t for t in e.tails.values() if t), "") or "no output")[-300:])
+            result["ranks"] = [{"rank": r, "outcome": "error", "error": None, "stderr_tail": t} for r, t in e.tails.items()]
+            return
+        missing = [n for n in case.needs if n not in (self.implementation or {}).get("capabilities", [])]
+        if missing:
+            result.update(outcome="unsupported", message=f"the adapter does not declare {missing}")
+            return
+        try:
+            replies = group.run_case(case.data, fixtures, self.options.timeout)
+        except RankFault as fault:
+            tails = {r.rank: r.stderr_text() for r in group.ranks}
+            self.drop(ws)
+            result.update(outcome=fault.outcome, message=str(fault))
+            result["ranks"] = [{"rank": r, "outcome": fault.outcome if r == fault.rank else "error",
+                                "error": None, "stderr_tail": t} for r, t in tails.items()]
+            return
+        self.judge_replies(case, replies, result, group)
+
+    def judge_replies(self, case: Case, replies: list[dict[str, Any]], result: dict[str, Any],
+                      group: RankGroup) -> None:
+        errors = [r.get("error") for r in replies]
+        observations = [r.get("observations") or {} for r in replies]
+        for rank, reply in enumerate(replies):
+            if reply.get("case") != case.id or reply.get("rank") != rank or not isinstance(reply.get("observations"), dict):
+                result.update(outcome="error", message=f"rank {rank} sent a malformed result (case, rank or observations)")
+                return
+        case_level = [e for e in errors if e]
+        wants_case_error = any("error" in x and "actual" not in (x.get("error") or {}) for x in case.data.get("expect") or [])
+        ranks = [{"rank": r, "outcome": "pass", "error": e, "stderr_tail": ""} for r, e in enumerate(errors)]
+        result["ranks"] = ranks
+        if any(e and e.get("kind") == "unsupported" for e in case_level):
+            first = next(e for e in case_level if e.get("kind") == "unsupported")
+            result.update(outcome="unsupported", message=first.get("message", ""))
+            return
+        if case_level and not wants_case_error:
+            rank = errors.index(case_level[0])
+            e = case_level[0]
+            result.update(outcome="fail", message=f"rank {rank} raised {e.get('kind')} in {e.get('phase')} "
+                          f"(step {e.get('step')}): {e.get('message')}")
+            ranks[rank]["outcome"] = "fail"
+            result["failures"] = [{"check": "no_error", "expectation_index": -1, "rank": rank, "expected": None,
+                                   "observed": e, "message": "unexpected error"}]
+            return
+        failures = Judge(case.data, observations, errors, golden_dir=case.file.parent).failures()
+        if failures:
+            for f in failures:
+                if f.rank is not None:
+                    ranks[f.rank]["outcome"] = "fail"
+            result["failures"] = [f.as_dict() for f in failures]
+            result.update(outcome="fail", message=failures[0].message)
+
+    # -- the whole run ----------------------------------------------------
+    def plan(self, cases: list[Case]) -> list[tuple[Case, int]]:
+        plan = []
+        for ws in self.options.world_sizes:
+            batch = [c for c in cases if ws in c.world_sizes]
+            if self.options.shuffle:
+                random.Random(self.options.seed).shuffle(batch)
+            plan.extend((c, ws) for c in batch)
+        return plan
+
+
+class _StartFailure(Exception):
+    def __init__(self, tails: dict[int, str]) -> None:
+        super().__init__("start failure")
+        self.tails = tails
+
+
+def apply_xfail(result: dict[str, Any], entries: list[XfailEntry], strict: bool) -> None:
+    for entry in entries:
+        if fnmatch.fnmatchcase(result["case"], entry.pattern) or fnmatch.fnmatchcase(
+                f"{result['case']}@{result['world_size']}", entry.pattern):
+            entry.used = True
+            result["xfail_reason"] = entry.reason
+            if result["outcome"] in FAILING:
+                result["outcome"] = "xfail"
+            elif result["outcome"] == "pass":
+                result["outcome"] = "fail" if strict else "xpass"
+                if strict:
+                    result["message"] = f"passed but is listed as an expected failure ({entry.reason}); --strict"
+            return
+
+
+def summarize(results: list[dict[str, Any]], rules: dict[str, Any]) -> dict[str, Any]:
+    by_outcome: dict[str, int] = {}
+    for r in results:
+        by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + 1
+    cases: dict[str, bool] = {}
+    for r in results:
+        cases[r["case"]] = cases.get(r["case"], True) and r["outcome"] == "pass"
+    covered = {req for r in results for req in r["requirements"] if req in rules}
+    passing = {req for req in covered
+               if all(r["outcome"] == "pass" for r in results if req in r["requirements"])}
+    return {"total": len(results), "by_outcome": by_outcome,
+            "cases": {"passed": sum(cases.values()), "total": len(cases)},
+            "rules": {"covered": len(covered), "passing": len(passing), "total": len(rules)}}
+
+
+def host_info() -> dict[str, Any]:
+    return {"hostname": socket.gethostname(), "platform": platform.platform(),
+            "python": platform.python_version(), "cpus": os.cpu_count()}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run(suite: Suite, options: RunOptions) -> int:
+    cases = select(suite.load_cases(), options)
+    xfail_entries = load_xfail(options.xfail) if options.xfail else []
+    runner = Runner(suite, options)
+    plan = runner.plan(cases)
+    rules = suite.rules()
+    started, t0 = now(), time.monotonic()
+    if not plan:
+        print("no cases selected")
+        return 0
+    progress = Progress(len(plan), options.quiet)
+    partial = False
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        for case, ws in plan:
+            result = runner.run_one(case, ws)
+            apply_xfail(result, xfail_entries, options.strict)
+            runner.results.append(result)
+            progress.update(result)
+            if result["outcome"] in FAILING:
+                progress.finish()
+                print(describe_failure(result), flush=True)
+            if options.exitfirst and result["outcome"] in FAILING:
+                partial = len(runner.results) < len(plan)
+                break
+    except KeyboardInterrupt:
+        partial = True
+        progress.finish()
+        print("interrupted: writing a partial report", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        runner.close()
+    progress.finish()
+    for entry in xfail_entries:
+        if not entry.used:
+            print(f"warning: {options.xfail}:{entry.line}: '{entry.pattern}' matches no case that ran", file=sys.stderr)
+    report = {
+        "format": "ccts-report/1",
+        "suite": {"name": "ccts", "version": SUITE_VERSION},
+        "implementation": runner.implementation or {"name": None, "version": None, "capabilities": [],
+                                                    "backends": [], "devices": [], "build": {}},
+        "host": host_info(), "command": options.command, "started": started, "finished": now(),
+        "duration_s": round(time.monotonic() - t0, 3), "partial": partial,
+        "world_sizes": options.world_sizes,
+        "rules": {rid: {"text": r.text, "chapter": r.chapter, "file": r.file} for rid, r in rules.items()},
+        "results": runner.results,
+        "summary": summarize(runner.results, rules),
+    }
+    write_report(report, options.out)
+    counts = report["summary"]["by_outcome"]
+    line = ", ".join(f"{counts.get(k, 0)} {label}" for k, label in
+                     (("pass", "passed"), ("fail", "failed"), ("unsupported", "unsupported"), ("skip", "skipped")))
+    extra = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()) if k not in ("pass", "fail", "unsupported", "skip"))
+    print(line + (", " + extra if extra else ""))
+    bad = any(r["outcome"] in FAILING for r in runner.results) or (
+        options.strict and any(r["outcome"] == "xpass" for r in runner.results))
+    return 130 if partial and not options.exitfirst else (1 if bad else 0)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.json"
+    path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    try:
+        import reports
+        reports.write_all(report, out)
+    except Exception as e:  # the JSON is the source of truth; other formats are best effort
+        print(f"warning: report formats not written: {e}", file=sys.stderr)
+    html = out / "index.html"
+    print(f"report: {path}" + (f"  scoreboard: {html}" if html.exists() else ""))

@@ -1,0 +1,194 @@
+"""A rank group: one adapter process per rank, started with torchrun's
+environment, spoken to in JSON Lines (spec/ADAPTERS.md). The group stays up
+across cases of one world size; any fault kills the whole group."""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .suite import PROTOCOL_VERSION, SUITE_VERSION
+
+STDERR_TAIL_LINES = 40
+
+
+class RankFault(Exception):
+    """A rank crashed, hung or broke the protocol. `outcome` is crash, timeout or error."""
+
+    def __init__(self, outcome: str, rank: int, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.rank = rank
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Rank:
+    rank: int
+    process: subprocess.Popen
+    buffer: bytes = b""
+    stderr_tail: deque = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
+
+    def stderr_text(self) -> str:
+        return "\n".join(self.stderr_tail)
+
+
+class RankGroup:
+    def __init__(self, command: str, world_size: int, backend: str = "gloo", device: str = "cpu",
+                 env: dict[str, str] | None = None) -> None:
+        self.command = shlex.split(command)
+        self.world_size = world_size
+        self.backend = backend
+        self.device = device
+        self.extra_env = env or {}
+        self.ranks: list[Rank] = []
+        self.hello: dict[str, Any] | None = None
+
+    # -- life cycle -------------------------------------------------------
+    def start(self, timeout: float) -> dict[str, Any]:
+        port = free_port()
+        for rank in range(self.world_size):
+            env = dict(os.environ)
+            env.update(self.extra_env)
+            env.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(self.world_size),
+                        "LOCAL_WORLD_SIZE": str(self.world_size), "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": str(port), "CCTS_PROTOCOL": str(PROTOCOL_VERSION)})
+            try:
+                process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, env=env, start_new_session=True)
+            except OSError as e:
+                self.close()
+                raise RankFault("error", rank, f"cannot start adapter {self.command!r}: {e}") from None
+            rank_state = Rank(rank, process)
+            threading.Thread(target=self._drain_stderr, args=(rank_state,), daemon=True).start()
+            self.ranks.append(rank_state)
+        replies = self.exchange({"type": "hello", "protocol": PROTOCOL_VERSION, "suite_version": SUITE_VERSION,
+                                 "backend": self.backend, "device": self.device}, timeout, expect="hello")
+        self.hello = replies[0]
+        return self.hello
+
+    def close(self, timeout: float = 5.0) -> None:
+        """bye to every rank still alive, then kill what did not leave."""
+        for r in self.ranks:
+            if r.process.poll() is None:
+                try:
+                    r.process.stdin.write(b'{"type":"bye"}\n')
+                    r.process.stdin.flush()
+                    r.process.stdin.close()
+                except OSError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for r in self.ranks:
+            try:
+                r.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def kill(self) -> None:
+        for r in self.ranks:
+            if r.process.poll() is None:
+                try:
+                    os.killpg(r.process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    r.process.kill()
+            try:
+                r.process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            for stream in (r.process.stdin, r.process.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        self.ranks = []
+
+    def pids(self) -> list[int]:
+        return [r.process.pid for r in self.ranks]
+
+    # -- messages ---------------------------------------------------------
+    def run_case(self, case: dict[str, Any], fixtures: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+        messages = [{"type": "run", "case": case, "fixtures": fixtures, "world_size": self.world_size,
+                     "rank": r.rank, "backend": self.backend, "device": self.device} for r in self.ranks]
+        return self.exchange(messages, timeout, expect="result")
+
+    def exchange(self, message: Any, timeout: float, expect: str) -> list[dict[str, Any]]:
+        """Sends a message to every rank (one per rank if a list) and reads one reply from each."""
+        for r in self.ranks:
+            payload = message[r.rank] if isinstance(message, list) else message
+            try:
+                r.process.stdin.write((json.dumps(payload) + "\n").encode())
+                r.process.stdin.flush()
+            except OSError:
+                raise self._fault_for_exit(r) from None
+        replies: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            for r in self.ranks:
+                selector.register(r.process.stdout, selectors.EVENT_READ, r)
+            while len(replies) < len(self.ranks):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    missing = [r.rank for r in self.ranks if r.rank not in replies]
+                    raise RankFault("timeout", missing[0],
+                                    f"no reply from rank(s) {missing} within {timeout:g} s")
+                for key, _ in selector.select(min(left, 0.5)):
+                    r: Rank = key.data
+                    chunk = os.read(r.process.stdout.fileno(), 1 << 20)
+                    if not chunk:
+                        selector.unregister(r.process.stdout)
+                        if r.rank not in replies:
+                            raise self._fault_for_exit(r)
+                        continue
+                    r.buffer += chunk
+                    while b"\n" in r.buffer and r.rank not in replies:
+                        line, r.buffer = r.buffer.split(b"\n", 1)
+                        if line.strip():
+                            replies[r.rank] = self._parse(r, line, expect)
+        return [replies[r.rank] for r in self.ranks]
+
+    def _parse(self, r: Rank, line: bytes, expect: str) -> dict[str, Any]:
+        try:
+            reply = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RankFault("error", r.rank, f"rank {r.rank} wrote a line that is not JSON: {line[:200]!r}") from None
+        if not isinstance(reply, dict):
+            raise RankFault("error", r.rank, f"rank {r.rank} wrote JSON that is not an object: {line[:200]!r}")
+        if reply.get("type") == "error":
+            raise RankFault("error", r.rank, f"rank {r.rank} reported a protocol error: {reply.get('message')}")
+        if reply.get("type") != expect:
+            raise RankFault("error", r.rank, f"rank {r.rank} answered '{reply.get('type')}' where '{expect}' was due")
+        return reply
+
+    def _fault_for_exit(self, r: Rank) -> RankFault:
+        try:
+            code = r.process.wait(2)
+        except subprocess.TimeoutExpired:
+            return RankFault("error", r.rank, f"rank {r.rank} closed its stdout")
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        return RankFault("crash", r.rank, f"rank {r.rank} died ({how})")
+
+    def stderr_tail(self, rank: int) -> str:
+        for r in self.ranks:
+            if r.rank == rank:
+                return r.stderr_text()
+        return ""
+
+    @staticmethod
+    def _drain_stderr(r: Rank) -> None:
+        for raw in iter(r.process.stderr.readline, b""):
+            r.stderr_tail.append(raw.decode("utf-8", "replace").rstrip("\n"))

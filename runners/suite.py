@@ -1,0 +1,203 @@
+"""The suite on disk: cases (conformance/<area>/*.yaml), fixtures (fixtures/*.yaml)
+and rules (spec/*.md). Loading only; validate.py judges meaning."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE_VERSION = "0.1.0"
+PROTOCOL_VERSION = 1
+DEFAULT_WORLD_SIZES = [1, 2, 4]
+DEFAULT_BACKENDS = ["gloo"]
+
+RULE_LINE = re.compile(r"^- \*\*([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+)\*\* (.+)$")
+
+
+class SuiteError(Exception):
+    """A file of the suite that cannot be used; the message names file, case and field."""
+
+
+@dataclass
+class Case:
+    data: dict[str, Any]
+    file: Path
+    area: str
+
+    @property
+    def id(self) -> str:
+        return str(self.data.get("id", ""))
+
+    @property
+    def world_sizes(self) -> list[int]:
+        return list(self.data.get("world_sizes", DEFAULT_WORLD_SIZES))
+
+    @property
+    def backends(self) -> list[str]:
+        return list(self.data.get("backends", DEFAULT_BACKENDS))
+
+    @property
+    def needs(self) -> list[str]:
+        return list(self.data.get("needs", []))
+
+    @property
+    def requirements(self) -> list[str]:
+        return list(self.data.get("requirements", []))
+
+    def relative_file(self) -> str:
+        try:
+            return str(self.file.resolve().relative_to(ROOT))
+        except ValueError:
+            return str(self.file)
+
+
+@dataclass
+class Rule:
+    id: str
+    text: str
+    chapter: str
+    file: str
+
+
+@dataclass
+class Suite:
+    cases_dir: Path = ROOT / "conformance"
+    fixtures_dir: Path = ROOT / "fixtures"
+    spec_dir: Path = ROOT / "spec"
+    _fixtures: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+
+    def case_files(self) -> list[Path]:
+        if not self.cases_dir.is_dir():
+            return []
+        return sorted(p for p in self.cases_dir.glob("*/*.yaml"))
+
+    def load_cases(self) -> list[Case]:
+        return [load_case(path) for path in self.case_files()]
+
+    def fixtures(self) -> dict[str, dict[str, Any]]:
+        """Every fixture by name, resolved: {name, root, input, source, classes, file}."""
+        if self._fixtures is None:
+            self._fixtures = load_fixtures(self.fixtures_dir)
+        return self._fixtures
+
+    def rules(self) -> dict[str, Rule]:
+        return load_rules(self.spec_dir)
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise SuiteError(f"{path}: not valid YAML: {e}") from None
+    except OSError as e:
+        raise SuiteError(f"{path}: cannot be read: {e.strerror}") from None
+
+
+def load_case(path: Path) -> Case:
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a case file holds one mapping (id, title, steps, expect, ...)")
+    return Case(data=data, file=path, area=path.parent.name)
+
+
+def load_fixtures(directory: Path) -> dict[str, dict[str, Any]]:
+    fixtures: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        doc = load_yaml(path)
+        if not isinstance(doc, dict):
+            raise SuiteError(f"{path}: expected a mapping with classes and fixtures")
+        classes = doc.get("classes") or {}
+        for index, fixture in enumerate(doc.get("fixtures") or []):
+            if not isinstance(fixture, dict) or "name" not in fixture:
+                raise SuiteError(f"{path}: fixtures[{index}].name: is required")
+            name = fixture["name"]
+            if name in fixtures:
+                raise SuiteError(f"{path}: fixture '{name}': name: also defined in {fixtures[name]['file']}")
+            resolved = dict(fixture)
+            resolved["classes"] = reachable_classes(fixture.get("root"), classes)
+            resolved["file"] = str(path)
+            fixtures[name] = resolved
+    return fixtures
+
+
+def class_references(spec: Any) -> Iterator[str]:
+    """Class names a module spec (or a class definition's members) refers to."""
+    if isinstance(spec, str):
+        yield spec
+    elif isinstance(spec, dict):
+        if isinstance(spec.get("class"), str):
+            yield spec["class"]
+        for key in ("items", "module", "module_list_attribute", "members"):
+            value = spec.get(key)
+            if isinstance(value, list):
+                for item in value:
+                    yield from class_references(item.get("module") if isinstance(item, dict) and "key" in item else item)
+            elif isinstance(value, dict):
+                yield from class_references(value)
+
+
+def reachable_classes(root: Any, classes: dict[str, Any]) -> dict[str, Any]:
+    """Only the classes the root uses, in file order, so adapters get what they need."""
+    seen: set[str] = set()
+    todo = list(class_references(root))
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in classes:
+            continue
+        seen.add(name)
+        todo.extend(class_references(classes[name]))
+    return {name: value for name, value in classes.items() if name in seen}
+
+
+def load_rules(spec_dir: Path) -> dict[str, Rule]:
+    rules: dict[str, Rule] = {}
+    for path in sorted(spec_dir.glob("*.md")):
+        chapter = ""
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("# ") and not chapter:
+                chapter = line[2:].strip()
+            match = RULE_LINE.match(line.strip())
+            if match:
+                rule_id, text = match.groups()
+                if rule_id in rules:
+                    raise SuiteError(f"{path}: rule {rule_id}: also declared in {rules[rule_id].file}")
+                try:
+                    rel = str(path.resolve().relative_to(ROOT))
+                except ValueError:
+                    rel = str(path)
+                rules[rule_id] = Rule(rule_id, text, chapter, rel)
+    return rules
+
+
+def fixture_names_in(steps: Any) -> list[str]:
+    """Fixtures a case's steps build or take inputs from (nested `do` included)."""
+    names: list[str] = []
+    for step in steps or []:
+        if not isinstance(step, dict):
+            continue
+        for key, body in step.items():
+            if not isinstance(body, dict):
+                continue
+            if key in ("build", "input") and isinstance(body.get("fixture"), str):
+                if body["fixture"] not in names:
+                    names.append(body["fixture"])
+            for nested in fixture_names_in(body.get("do")):
+                if nested not in names:
+                    names.append(nested)
+    return names
+
+
+def resolved_fixtures(case: Case, suite: Suite) -> dict[str, Any]:
+    available = suite.fixtures()
+    out = {}
+    for name in fixture_names_in(case.data.get("steps")):
+        if name not in available:
+            raise SuiteError(f"{case.relative_file()}: case {case.id}: steps: unknown fixture '{name}'")
+        fixture = {k: v for k, v in available[name].items() if k != "file"}
+        out[name] = fixture
+    return out

@@ -1,0 +1,129 @@
+"""`validate`: every case and fixture against its schema and its meaning.
+Each error names the file, the case and the field."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema
+
+from .suite import ROOT, Case, Suite, SuiteError, load_case
+
+SCHEMA_DIR = ROOT / "spec" / "schema"
+# Observations each observe kind produces come from `observe`/`raises`; these
+# steps define model or value names.
+DEFINES_MODEL = ("build", "copy")
+DEFINES_VALUE = ("batch", "input", "slice", "forward")
+
+
+def schema(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+
+
+def field_path(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(case)"
+
+
+def walk_steps(steps: Any, path: str = "steps") -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for i, step in enumerate(steps or []):
+        if isinstance(step, dict) and len(step) == 1:
+            (name, body), = step.items()
+            if isinstance(body, dict):
+                yield f"{path}[{i}].{name}", name, body
+                if isinstance(body.get("do"), list):
+                    yield from walk_steps(body["do"], f"{path}[{i}].{name}.do")
+
+
+class Validator:
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self.errors: list[str] = []
+        self.case_schema = jsonschema.Draft202012Validator(schema("case.schema.json"))
+
+    def error(self, case: Case | None, file: Path, field: str, message: str) -> None:
+        rel = case.relative_file() if case else str(file)
+        label = f"case {case.id}" if case and case.id else "case ?"
+        self.errors.append(f"{rel}: {label}: field {field}: {message}")
+
+    def run(self) -> list[str]:
+        try:
+            fixtures = self.suite.fixtures()
+            rules = self.suite.rules()
+        except SuiteError as e:
+            return [str(e)]
+        self.check_fixture_schema()
+        seen: dict[str, Path] = {}
+        for path in self.suite.case_files():
+            try:
+                case = load_case(path)
+            except SuiteError as e:
+                self.errors.append(str(e))
+                continue
+            self.check_case(case, fixtures, rules, seen)
+        return self.errors
+
+    def check_fixture_schema(self) -> None:
+        path = SCHEMA_DIR / "fixture.schema.json"
+        if not path.exists():
+            return
+        validator = jsonschema.Draft202012Validator(json.loads(path.read_text()))
+        import yaml
+        for file in sorted(self.suite.fixtures_dir.glob("*.yaml")):
+            doc = yaml.safe_load(file.read_text())
+            for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+                self.errors.append(f"{file}: field {field_path(err.absolute_path)}: {err.message}")
+
+    def check_case(self, case: Case, fixtures: dict[str, Any], rules: dict[str, Any], seen: dict[str, Path]) -> None:
+        data = case.data
+        for err in sorted(self.case_schema.iter_errors(data), key=lambda e: list(e.absolute_path)):
+            self.error(case, case.file, field_path(err.absolute_path), err.message[:300])
+        if not isinstance(data.get("id"), str):
+            return
+        if case.id in seen:
+            self.error(case, case.file, "id", f"duplicate id, also in {seen[case.id]}")
+        seen[case.id] = case.file
+        if case.id.split(".", 1)[0] != case.area:
+            self.error(case, case.file, "id", f"must start with its folder's area '{case.area}.'")
+        for i, rule in enumerate(data.get("requirements") or []):
+            if isinstance(rule, str) and rule not in rules:
+                self.error(case, case.file, f"requirements[{i}]", f"unknown rule {rule} (not declared in spec/*.md)")
+        models: set[str] = set()
+        values: set[str] = set()
+        observations: set[str] = set()
+        for path, name, body in walk_steps(data.get("steps")):
+            if name in ("build", "input") and isinstance(body.get("fixture"), str) and body["fixture"] not in fixtures:
+                self.error(case, case.file, f"{path}.fixture", f"unknown fixture '{body['fixture']}'")
+            for key in ("model", "from"):
+                ref = body.get(key)
+                if name in ("forward", "zero_grad", "sgd_step", "copy") and isinstance(ref, str) and ref not in models:
+                    self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not a model built before this step")
+            if name == "observe":
+                for key, ref in body.items():
+                    if key in ("as", "probes"):
+                        continue
+                    pool = values if key == "value" else models
+                    if isinstance(ref, str) and ref not in pool:
+                        self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not defined before this step")
+                observations.add(body.get("as"))
+            if name == "raises":
+                observations.add(body.get("as"))
+            if name in DEFINES_MODEL and isinstance(body.get("as"), str):
+                models.add(body["as"])
+            if name in DEFINES_VALUE and isinstance(body.get("as"), str):
+                values.add(body["as"])
+        for i, expectation in enumerate(data.get("expect") or []):
+            if not isinstance(expectation, dict) or len(expectation) != 1:
+                continue
+            (check, body), = expectation.items()
+            names = [body] if isinstance(body, str) else [body.get(k) for k in ("actual", "expected") if isinstance(body, dict)]
+            for ref in names:
+                if isinstance(ref, str) and ref not in observations:
+                    self.error(case, case.file, f"expect[{i}].{check}", f"no step observes '{ref}'")
+
+
+def validate(suite: Suite) -> list[str]:
+    return Validator(suite).run()
