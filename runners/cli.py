@@ -45,7 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for case in suite_from(args).load_cases():
         sizes = ",".join(map(str, case.world_sizes))
         if args.format == "cmake":
-            print(f"{case.id};{case.area};{sizes}")
+            print(f"{case.id}|{case.area}|{sizes}")
         else:
             print(f"{case.id:<60} {case.area:<12} ws {sizes}")
     return 0

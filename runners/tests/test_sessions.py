@@ -1,0 +1,89 @@
+"""Crashes, hangs and protocol garbage fail one case; the run goes on."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+from runners.tests.support import FAKE, ROOT, TempSuite, case, outcomes
+
+OK = {"observations": {"x": {"kind": "json", "value": 1}}}
+
+
+class Faults(unittest.TestCase):
+    def test_crash_hang_garbage_then_the_run_goes_on(self) -> None:
+        cases = [case(f"t.{name}", [{"equal": {"actual": "x", "value": 1}}], world_sizes=[2])
+                 for name in ("a_crash", "b_hang", "c_garbage", "d_fine")]
+        suite = TempSuite(cases, {"t.d_fine": OK})
+        code, output, report = suite.run("--timeout", "3", "--world-sizes", "2")
+        self.assertEqual(outcomes(report), {"t.a_crash@2": "crash", "t.b_hang@2": "timeout",
+                                            "t.c_garbage@2": "error", "t.d_fine@2": "pass"}, output)
+        self.assertEqual(code, 1)
+        crash = report["results"][0]
+        self.assertIn("died (exit code 3)", crash["message"])
+        self.assertIn("running t.a_crash", crash["ranks"][0]["stderr_tail"])
+        self.assertIn("rerun: ./ccts run -k t.a_crash --world-sizes 2", output)
+
+    def test_unsupported_when_a_capability_is_missing(self) -> None:
+        suite = TempSuite([case("t.needs", [{"equal": {"actual": "x", "value": 1}}], needs=["replicate"])], {"t.needs": OK})
+        code, output, report = suite.run("--world-sizes", "1")
+        self.assertEqual(outcomes(report), {"t.needs@1": "unsupported"})
+        self.assertEqual(code, 0)
+        self.assertIn("0 passed, 0 failed, 1 unsupported, 0 skipped", output)
+
+    def test_adapter_error_kind_unsupported_is_unsupported(self) -> None:
+        answers = {"t.u": {"error": {"kind": "unsupported", "phase": "build", "message": "no", "step": "0"}}}
+        suite = TempSuite([case("t.u", [{"equal": {"actual": "x", "value": 1}}])], answers)
+        _, _, report = suite.run("--world-sizes", "1")
+        self.assertEqual(outcomes(report), {"t.u@1": "unsupported"})
+
+    def test_unexpected_error_fails_with_its_message(self) -> None:
+        answers = {"t.e": {"error": {"kind": "runtime_error", "phase": "forward", "message": "boom", "step": "2"}}}
+        suite = TempSuite([case("t.e", [{"equal": {"actual": "x", "value": 1}}])], answers)
+        code, output, report = suite.run("--world-sizes", "1")
+        self.assertEqual(outcomes(report), {"t.e@1": "fail"})
+        self.assertIn("rank 0 raised runtime_error in forward (step 2): boom", output)
+
+    def test_xfail_xpass_strict_and_stale_entries(self) -> None:
+        cases = [case("t.bad", [{"equal": {"actual": "x", "value": 2}}]),
+                 case("t.good", [{"equal": {"actual": "x", "value": 1}}])]
+        suite = TempSuite(cases, {"t.bad": OK, "t.good": OK})
+        xfail = suite.dir / "xfail.txt"
+        xfail.write_text("# expected failures\nt.bad  known bug 12\nt.good  fixed already\nt.gone  stale entry\n")
+        code, output, report = suite.run("--world-sizes", "1", "--xfail", str(xfail))
+        self.assertEqual(outcomes(report), {"t.bad@1": "xfail", "t.good@1": "xpass"})
+        self.assertEqual(code, 0)
+        self.assertIn("'t.gone' matches no case", output)
+        self.assertEqual(report["results"][0]["xfail_reason"], "known bug 12")
+        code, _, report = suite.run("--world-sizes", "1", "--xfail", str(xfail), "--strict")
+        self.assertEqual(outcomes(report)["t.good@1"], "fail")
+        self.assertEqual(code, 1)
+        xfail.write_text("t.bad\n")
+        code, output, _ = suite.run("--world-sizes", "1", "--xfail", str(xfail))
+        self.assertEqual(code, 2)
+        self.assertIn("needs a reason", output)
+
+    def test_interrupt_writes_a_partial_report_and_reaps_every_rank(self) -> None:
+        cases = [case("t.a_hang", [{"equal": {"actual": "x", "value": 1}}], world_sizes=[2])]
+        suite = TempSuite(cases)
+        env = dict(os.environ, PYTHONPATH=str(ROOT), FAKE_ANSWERS=str(suite.answers))
+        process = subprocess.Popen([sys.executable, "-m", "runners", "run", "--out", str(suite.out), "--adapter",
+                                    " ".join(FAKE), "--world-sizes", "2", *suite.args()], env=env, cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(2.5)
+        children = subprocess.run(["pgrep", "-f", "fake_adapter.py"], capture_output=True, text=True).stdout.split()
+        self.assertTrue(children)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+        self.assertEqual(process.returncode, 130, output)
+        report = (suite.out / "report.json").read_text()
+        self.assertIn('"partial": true', report)
+        time.sleep(0.5)
+        for pid in children:
+            with self.assertRaises(ProcessLookupError, msg=f"rank process {pid} outlived the run"):
+                os.kill(int(pid), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
