@@ -1,15 +1,47 @@
 #pragma once
 // The differences between LibTorch 1.13 (Debian) and 2.x that the reference
-// meets, in one place. So far both spell c10d's types the same way (2.x's
-// ProcessGroupGloo is a c10d::Backend, with the same constructor and
-// collectives); new differences go here, behind TORCH_VERSION_MAJOR.
+// meets, in one place; no other file tests TORCH_VERSION_*.
+//
+//  * 1.13: c10d::ProcessGroupGloo and c10d::ProcessGroupNCCL derive from
+//    c10d::ProcessGroup. 2.x: they derive from c10d::Backend, and
+//    c10d::ProcessGroup became a dispatching wrapper around backends. The
+//    collectives the reference uses (broadcast, allreduce, allgather,
+//    reduce_scatter, barrier) have the same signatures on both, so the
+//    reference holds the backend itself: compat::NativeGroup.
+//  * Gloo has no reduce_scatter before PyTorch 2.8 (it throws "ProcessGroupGloo
+//    does not support reduce_scatter"); kGlooReduceScatter says whether the
+//    native one may be used. Without it, ProcessGroup::reduce_scatter is an
+//    all-reduce of the whole input followed by this rank's chunk.
+//  * NCCL exists only in builds of LibTorch with CUDA, which define
+//    USE_C10D_NCCL for their users (as every build with Gloo defines
+//    USE_C10D_GLOO); kNccl says whether this build has it. (Only
+//    src/distributed/ includes the backends' headers; NCCL's need CUDA's.)
 #include <torch/version.h>
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#else
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#endif
 
 namespace ccts::compat {
 
 using NativeWork = c10d::Work;
+
+#if TORCH_VERSION_MAJOR >= 2
+using NativeGroup = c10d::Backend;
+#else
+using NativeGroup = c10d::ProcessGroup;
+#endif
+
+inline constexpr bool kGlooReduceScatter =
+    TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8);
+
+#ifdef USE_C10D_NCCL
+inline constexpr bool kNccl = true;
+#else
+inline constexpr bool kNccl = false;
+#endif
 
 }  // namespace ccts::compat
