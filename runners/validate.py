@@ -13,7 +13,7 @@ from .suite import ROOT, Case, Suite, SuiteError, load_case
 SCHEMA_DIR = ROOT / "spec" / "schema"
 # Observations each observe kind produces come from `observe`/`raises`; these
 # steps define model or value names.
-DEFINES_MODEL = ("build", "copy")
+DEFINES_MODEL = ("build", "copy", "apply")
 DEFINES_VALUE = ("batch", "input", "slice", "forward")
 
 
@@ -101,16 +101,25 @@ class Validator:
                 ref = body.get(key)
                 if name in ("forward", "zero_grad", "sgd_step", "copy") and isinstance(ref, str) and ref not in models:
                     self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not a model built before this step")
+            if name == "apply":
+                targets = body.get("to") if isinstance(body.get("to"), list) else [body.get("to")]
+                for ref in targets:
+                    if isinstance(ref, str) and ref.split(".")[0] not in models:
+                        self.error(case, case.file, f"{path}.to", f"'{ref}' is not in a model built before this step")
             if name == "observe":
                 for key, ref in body.items():
-                    if key in ("as", "probes"):
+                    if key in ("as", "probes") or not isinstance(ref, str):
                         continue
                     pool = values if key == "value" else models
-                    if isinstance(ref, str) and ref not in pool:
+                    if ref.split(".")[0] not in pool and ref not in pool:
                         self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not defined before this step")
                 observations.add(body.get("as"))
             if name == "raises":
                 observations.add(body.get("as"))
+            if name == "define_api":
+                for action in body.get("do") or []:
+                    if isinstance(action, dict) and isinstance(action.get("record_registry"), dict):
+                        observations.add(action["record_registry"].get("as"))
             if name in DEFINES_MODEL and isinstance(body.get("as"), str):
                 models.add(body["as"])
             if name in DEFINES_VALUE and isinstance(body.get("as"), str):

@@ -1,6 +1,7 @@
 #include "case_interpreter.h"
 
 #include <chrono>
+#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -12,6 +13,7 @@
 #include "ccts/nn/module.h"
 #include "ccts/values/codec.h"
 #include "ccts/values/generator.h"
+#include "test_api.h"
 
 namespace ccts::adapter {
 
@@ -37,6 +39,7 @@ std::string phase_of(const std::string& step, const json& body) {
   if (step == "forward") return "forward";
   if (step == "backward") return "backward";
   if (step == "sgd_step" || step == "zero_grad") return "optimizer";
+  if (step == "apply") return "apply";
   if (step == "observe") {
     if (body.contains("state_dict") || body.contains("state_dict_keys")) return "state_dict";
     return "observe";
@@ -160,6 +163,11 @@ class CaseRun {
       step_index_ = outer;
     } else if (name == "observe") {
       run_observe(body);
+    } else if (name == "define_api") {
+      apis_[body.at("name").get<std::string>()] = make_test_api(
+          body, [this](const std::string& as, json obs) { observations_[as] = std::move(obs); });
+    } else if (name == "apply") {
+      run_apply(body);
     } else {
       throw Unsupported("step '" + name + "' is not supported by " + kName);
     }
@@ -183,6 +191,63 @@ class CaseRun {
     }
     if (body.value("requires_grad", false)) t.requires_grad_(true);
     values_[as] = t;
+  }
+
+  // `m` or `m.<dotted path>`: a model of the case or one of its submodules.
+  std::shared_ptr<nn::Module> module_ref(const json& ref) {
+    const std::string text = ref.get<std::string>();
+    const std::size_t dot = text.find('.');
+    auto it = models_.find(text.substr(0, dot));
+    if (it == models_.end()) throw std::invalid_argument("no model named '" + text.substr(0, dot) + "'");
+    std::shared_ptr<nn::Module> module = it->second;
+    for (std::size_t start = dot; start != std::string::npos;) {
+      const std::size_t next = text.find('.', start + 1);
+      module = module->child(text.substr(start + 1, next == std::string::npos ? std::string::npos : next - start - 1));
+      start = next;
+    }
+    return module;
+  }
+
+  composable::Contract& api_named(const json& name) {
+    auto it = apis_.find(name.get<std::string>());
+    if (it == apis_.end()) throw std::invalid_argument("no API named '" + name.get<std::string>() + "'");
+    return *it->second;
+  }
+
+  void run_apply(const json& body) {
+    composable::Contract& api = api_named(body.at("api"));
+    const json& to = body.at("to");
+    composable::Contract::Returned returned;
+    if (to.is_array()) {
+      composable::Modules modules;
+      for (const auto& ref : to) modules.push_back(module_ref(ref));
+      returned = api(modules);
+    } else {
+      returned = api(module_ref(to));
+    }
+    if (body.contains("as") && !returned.is_list && !returned.modules.empty()) {
+      models_[body["as"].get<std::string>()] = returned.modules.front();
+    }
+  }
+
+  // Small integers for object identities, numbered in order of appearance, so
+  // cases can say "shared iff applied in one call" across implementations.
+  json identities(const std::vector<const void*>& objects) const {
+    std::vector<const void*> seen;
+    json out = json::array();
+    for (const void* object : objects) {
+      if (!object) {
+        out.push_back(nullptr);
+        continue;
+      }
+      auto it = std::find(seen.begin(), seen.end(), object);
+      if (it == seen.end()) {
+        seen.push_back(object);
+        it = seen.end() - 1;
+      }
+      out.push_back(it - seen.begin());
+    }
+    return out;
   }
 
   void run_forward(const json& body) {
@@ -249,6 +314,57 @@ class CaseRun {
       obs = observe_value(value(body["value"]));
     } else if (body.contains("probes")) {
       obs = strings(probes_);
+    } else if (body.contains("registry")) {
+      auto registry = composable::get_registry(*module_ref(body["registry"]));
+      json names = nullptr;
+      if (registry) {
+        names = json::array();
+        for (const auto& item : *registry) names.push_back(item.first);
+      }
+      obs = {{"kind", "json"}, {"value", names}};
+    } else if (body.contains("registry_identity")) {
+      // Per module: its registry's items as identities, or null.
+      std::vector<std::vector<const void*>> items;
+      std::vector<const void*> flat;
+      for (const auto& ref : body["registry_identity"]) {
+        auto registry = composable::get_registry(*module_ref(ref));
+        items.emplace_back();
+        if (!registry) {
+          items.back().push_back(nullptr);
+          continue;
+        }
+        for (const auto& item : *registry) items.back().push_back(item.second.get());
+      }
+      for (const auto& list : items) flat.insert(flat.end(), list.begin(), list.end());
+      json ids = identities(flat);
+      json out = json::array();
+      std::size_t k = 0;
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        if (items[i].size() == 1 && items[i][0] == nullptr) {
+          out.push_back(nullptr);
+          ++k;
+          continue;
+        }
+        json list = json::array();
+        for (std::size_t j = 0; j < items[i].size(); ++j) list.push_back(ids[k++]);
+        out.push_back(list);
+      }
+      obs = {{"kind", "json"}, {"value", out}};
+    } else if (body.contains("state_identity")) {
+      const json& spec = body["state_identity"];
+      composable::Contract& api = api_named(spec.at("api"));
+      std::vector<const void*> states;
+      for (const auto& ref : spec.at("modules")) states.push_back(api.state(*module_ref(ref)).get());
+      obs = {{"kind", "json"}, {"value", identities(states)}};
+    } else if (body.contains("state")) {
+      const json& spec = body["state"];
+      auto state = api_named(spec.at("api")).state_as<DictState>(*module_ref(spec.at("module")));
+      json value = nullptr;
+      if (state) {
+        auto it = state->values.find(spec.at("key").get<std::string>());
+        if (it != state->values.end()) value = it->second;
+      }
+      obs = {{"kind", "json"}, {"value", value}};
     } else {
       throw Unsupported("observe: unknown kind of observation in " + body.dump());
     }
@@ -316,6 +432,7 @@ class CaseRun {
   std::map<std::string, nn::Value> values_;
   std::map<std::string, fixtures::Input> inputs_;
   std::vector<std::string> probes_;
+  std::map<std::string, std::shared_ptr<composable::Contract>> apis_;
   json observations_ = json::object();
   int64_t step_index_ = 0;
 };
@@ -333,7 +450,7 @@ Session::~Session() = default;
 json Session::hello() const {
   return {{"name", kName},
           {"version", kVersion},
-          {"capabilities", json::array({"fixtures", "hooks"})},
+          {"capabilities", json::array({"fixtures", "hooks", "contract"})},
           {"backends", json::array({"gloo"})},
           {"devices", json::array({"cpu"})},
           {"build", {{"libtorch", TORCH_VERSION}, {"cuda", nullptr}}},

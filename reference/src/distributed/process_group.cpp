@@ -151,7 +151,13 @@ bool Work::is_completed() { return done_ || work_->isCompleted(); }
 ProcessGroup::ProcessGroup(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
                            std::string backend, const std::string& master_addr)
     : rank_(rank), size_(size), backend_(std::move(backend)) {
-  native_ = backend_ == "nccl" ? make_nccl(store, rank, size) : make_gloo(store, rank, size, master_addr);
+  try {
+    native_ = backend_ == "nccl" ? make_nccl(store, rank, size) : make_gloo(store, rank, size, master_addr);
+  } catch (const c10::Error& e) {
+    // c10's message carries a C++ backtrace; keep the first line.
+    throw std::runtime_error(backend_ + " process group: rendezvous of rank " + std::to_string(rank) +
+                             " of " + std::to_string(size) + " failed: " + e.what_without_backtrace());
+  }
 }
 
 ProcessGroup::~ProcessGroup() = default;

@@ -216,6 +216,13 @@ void Module::set_attribute(const std::string& name, Attribute attribute) {
   }
 }
 
+bool Module::remove_parameter(const std::string& name) {
+  auto slot = find_slot(parameters_, name);
+  if (slot == parameters_.end()) return false;
+  parameters_.erase(slot);
+  return true;
+}
+
 std::shared_ptr<Module> Module::child(const std::string& name) const {
   auto slot = find_slot(children_, name);
   if (slot == children_.end()) {

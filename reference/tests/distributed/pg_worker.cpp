@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
   std::string backend = "gloo";
   try {
     if (mode == "file" && (argc == 5 || argc == 6)) {
+      g_rank = std::stoi(argv[3]);
       if (argc == 6) backend = argv[5];
       pg = ProcessGroup::from_file_store(argv[2], std::stoi(argv[3]), std::stoi(argv[4]), backend);
     } else if (mode == "env" && (argc == 2 || argc == 3)) {
@@ -134,6 +135,9 @@ int main(int argc, char** argv) {
                                                pg->rank() % static_cast<int>(torch::cuda::device_count())));
     }
     run(*pg, device);
+  } catch (const c10::Error& e) {
+    std::cerr << "rank " << g_rank << ": " << e.what_without_backtrace() << '\n';
+    return 3;
   } catch (const std::exception& e) {
     std::cerr << "rank " << g_rank << ": " << e.what() << '\n';
     return 3;

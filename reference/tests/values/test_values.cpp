@@ -1,7 +1,9 @@
 // The generator and encoding against spec/values.md's test vectors (the same
 // numbers runners/tests/test_portable_values.py checks in Python).
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+// LibTorch defines a glog-style CHECK when built without glog; the tests use Catch2's.
+#undef CHECK
+#include <catch2/catch.hpp>
 
 #include "ccts/values/codec.h"
 #include "ccts/values/generator.h"

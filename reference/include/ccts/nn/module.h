@@ -62,6 +62,8 @@ class Module : public std::enable_shared_from_this<Module> {
   torch::Tensor& register_buffer(const std::string& name, torch::Tensor tensor,
                                  bool persistent = true);
   void set_attribute(const std::string& name, Attribute attribute);
+  // `del module.<name>` for a parameter; false when there is none.
+  bool remove_parameter(const std::string& name);
 
   // Direct members (KeyError-like std::out_of_range when absent).
   std::shared_ptr<Module> child(const std::string& name) const;
