@@ -35,7 +35,7 @@ Contract identity_api(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("registry lists applied APIs in order; untouched modules have none") {
+TEST_CASE("registry lists applied APIs in order and untouched modules have none") {
   auto model = five_linears();
   auto api1 = identity_api("api1");
   auto api2 = identity_api("api2");

@@ -2,6 +2,7 @@
 // rendezvous through a FileStore or torchrun's TCPStore variables, run every
 // collective and check exact values; a hung rank is killed at a deadline.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -13,9 +14,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,7 +28,6 @@
 
 extern char** environ;
 
-namespace fs = std::filesystem;
 using ccts::distributed::ProcessGroup;
 using ccts::distributed::ReduceOp;
 
@@ -38,18 +35,29 @@ namespace {
 
 constexpr int kKilled = -1;
 
-// A fresh directory under the system's temp dir, removed with its contents.
+// A fresh directory under $TMPDIR (or /tmp), removed with the plain files in
+// it. POSIX calls, not std::filesystem: LibTorch 2.x wheels export parts of an
+// older libstdc++'s std::filesystem, and mixing those with a newer compiler's
+// inline parts crashed remove_all.
 struct TempDir {
-  fs::path path;
+  std::string path;
   TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "ccts_pg_XXXXXX").string();
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/ccts_pg_XXXXXX";
     REQUIRE(mkdtemp(pattern.data()) != nullptr);
     path = pattern;
   }
   ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
+    if (DIR* dir = opendir(path.c_str())) {
+      while (const dirent* entry = readdir(dir)) {
+        const std::string name = entry->d_name;
+        if (name != "." && name != "..") unlink((path + "/" + name).c_str());
+      }
+      closedir(dir);
+    }
+    rmdir(path.c_str());
   }
+  std::string file(const std::string& name) const { return path + "/" + name; }
 };
 
 // Starts pg_worker with `args`; `env` entries come first, so they override
@@ -110,7 +118,7 @@ std::vector<int> wait_all(const std::vector<pid_t>& pids, std::chrono::seconds l
 // Runs world_size FileStore ranks of pg_worker; returns their exit statuses.
 std::vector<int> run_file_ranks(int world_size, const std::string& backend) {
   TempDir dir;
-  const std::string store = (dir.path / "store").string();
+  const std::string store = dir.file("store");
   std::vector<pid_t> pids;
   for (int rank = 0; rank < world_size; ++rank) {
     pids.push_back(spawn_worker({"file", store, std::to_string(rank), std::to_string(world_size), backend}, {}));
@@ -118,11 +126,15 @@ std::vector<int> run_file_ranks(int world_size, const std::string& backend) {
   return wait_all(pids, std::chrono::seconds(30));
 }
 
+// A file's contents (POSIX reads: no iostreams in this test).
 std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
+  std::string text;
+  const int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) return text;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) text.append(buffer, static_cast<std::size_t>(n));
+  close(fd);
+  return text;
 }
 
 // A TCP port nothing listens on right now (the OS picks it).
@@ -198,8 +210,8 @@ TEST_CASE("gloo collectives across 2 processes from torchrun's environment (TCPS
 TEST_CASE("a rank whose peers never arrive fails at the timeout instead of hanging") {
   TempDir dir;
   const auto start = std::chrono::steady_clock::now();
-  const std::string log = (dir.path / "stderr").string();
-  const pid_t pid = spawn_worker({"file", (dir.path / "store").string(), "0", "2", "gloo"},
+  const std::string log = dir.file("stderr");
+  const pid_t pid = spawn_worker({"file", dir.file("store"), "0", "2", "gloo"},
                                  {"CCTS_PG_TIMEOUT_S=1"}, log);
   const auto codes = wait_all({pid}, std::chrono::seconds(20));
   CHECK(codes == std::vector<int>{3});  // the worker reports the exception
@@ -211,7 +223,7 @@ TEST_CASE("a rank whose peers never arrive fails at the timeout instead of hangi
 
 TEST_CASE("a one-rank group's collectives are the identity (in process)") {
   TempDir dir;
-  auto pg = ProcessGroup::from_file_store((dir.path / "store").string(), 0, 1);
+  auto pg = ProcessGroup::from_file_store(dir.file("store"), 0, 1);
   CHECK(pg->rank() == 0);
   CHECK(pg->size() == 1);
   CHECK(pg->backend() == "gloo");
@@ -234,7 +246,7 @@ TEST_CASE("a one-rank group's collectives are the identity (in process)") {
 
 TEST_CASE("from_file_store rejects bad ranks and backends") {
   TempDir dir;
-  const std::string store = (dir.path / "store").string();
+  const std::string store = dir.file("store");
   CHECK_THROWS_WITH(ProcessGroup::from_file_store(store, 2, 2), "rank 2 is not in [0, world size 2)");
   CHECK_THROWS_WITH(ProcessGroup::from_file_store(store, 0, 0), "world size 0 is not positive");
   CHECK_THROWS_WITH(ProcessGroup::from_file_store(store, 0, 1, "mpi"),
@@ -276,7 +288,7 @@ TEST_CASE("from_env names the missing or malformed variable") {
 
 TEST_CASE("backend nccl exists only in builds with NCCL") {
   TempDir dir;
-  const std::string store = (dir.path / "store").string();
+  const std::string store = dir.file("store");
   const auto backends = ProcessGroup::available_backends();
   const bool has_nccl = std::find(backends.begin(), backends.end(), "nccl") != backends.end();
   CHECK(backends.front() == "gloo");

@@ -42,7 +42,7 @@ struct Log {
 
 }  // namespace
 
-TEST_CASE("forward hooks run around forward, outermost first; backward hooks in reverse") {
+TEST_CASE("forward hooks run around forward outermost first and backward hooks in reverse") {
   auto seq = linear_relu();
   Log log;
   log.watch(*seq, "seq");

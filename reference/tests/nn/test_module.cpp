@@ -138,7 +138,7 @@ TEST_CASE("train, eval, zero_grad and plain attributes") {
   CHECK_THROWS_WITH(tree->register_buffer("b", torch::zeros({1})), "attribute 'b' already exists");
 }
 
-TEST_CASE("Linear matches torch.nn.Linear; containers have no forward") {
+TEST_CASE("Linear matches torch.nn.Linear and containers have no forward") {
   Linear linear(3, 2);
   auto x = torch::randn({4, 3});
   auto y = linear(x).tensor();
