@@ -11,6 +11,7 @@
 #include "ccts/errors.h"
 #include "ccts/fixtures/fixture.h"
 #include "ccts/nn/module.h"
+#include "ccts/tools/mod_tracker.h"
 #include "ccts/values/codec.h"
 #include "ccts/values/generator.h"
 #include "test_api.h"
@@ -40,6 +41,9 @@ std::string phase_of(const std::string& step, const json& body) {
   if (step == "backward") return "backward";
   if (step == "sgd_step" || step == "zero_grad") return "optimizer";
   if (step == "apply") return "apply";
+  if (step == "tracker" || step == "track" || step == "register_user_hooks" || step == "clear_user_hooks") {
+    return "tracker";
+  }
   if (step == "observe") {
     if (body.contains("state_dict") || body.contains("state_dict_keys")) return "state_dict";
     return "observe";
@@ -108,7 +112,7 @@ class CaseRun {
       const fixtures::Fixture& fixture = fixture_named(body.at("fixture").get<std::string>());
       fixtures::BuildOptions options;
       options.seed = seed_of(body);
-      options.probe = [this](const std::string& probe) { probes_.push_back(probe); };
+      options.probe = [this](const std::string& probe) { on_probe(probe); };
       models_[body.at("as").get<std::string>()] = fixtures::build_module(fixture, options);
     } else if (name == "copy") {
       models_[body.at("as").get<std::string>()] = model(body.at("from")).deep_copy();
@@ -168,6 +172,33 @@ class CaseRun {
           body, [this](const std::string& as, json obs) { observations_[as] = std::move(obs); });
     } else if (name == "apply") {
       run_apply(body);
+    } else if (name == "tracker") {
+      const std::string as = body.at("as").get<std::string>();
+      trackers_[as] = std::make_unique<tools::ModTracker>();
+      tracker_events_[as] = json::array();
+      if (body.value("record_hooks", false)) {
+        register_recording_hooks(as, {"pre_fw", "post_fw", "pre_bw", "post_bw"});
+      }
+    } else if (name == "register_user_hooks") {
+      register_recording_hooks(body.at("tracker").get<std::string>(), body.at("hooks"));
+    } else if (name == "clear_user_hooks") {
+      tracker(body.at("tracker")).clear_user_hooks();
+    } else if (name == "track") {
+      const std::string t = body.at("tracker").get<std::string>();
+      tools::ModTracker::Scope scope(tracker(t));
+      active_trackers_.push_back(t);
+      try {
+        run_steps(body.at("do"), path + ".do");
+      } catch (...) {
+        active_trackers_.pop_back();
+        throw;
+      }
+      active_trackers_.pop_back();
+    } else if (name == "delete") {
+      // `del model`: the case drops its reference; nothing else owns the model.
+      if (!models_.erase(body.at("model").get<std::string>())) {
+        throw std::invalid_argument("no model named '" + body.at("model").get<std::string>() + "'");
+      }
     } else {
       throw Unsupported("step '" + name + "' is not supported by " + kName);
     }
@@ -212,6 +243,50 @@ class CaseRun {
     auto it = apis_.find(name.get<std::string>());
     if (it == apis_.end()) throw std::invalid_argument("no API named '" + name.get<std::string>() + "'");
     return *it->second;
+  }
+
+  tools::ModTracker& tracker(const json& name) {
+    auto it = trackers_.find(name.get<std::string>());
+    if (it == trackers_.end()) throw std::invalid_argument("no tracker named '" + name.get<std::string>() + "'");
+    return *it->second;
+  }
+
+  json tracker_state(const std::string& name) {
+    tools::ModTracker& t = *trackers_.at(name);
+    return {{"parents", json(std::vector<std::string>(t.parents().begin(), t.parents().end()))},
+            {"is_bw", t.is_bw()}};
+  }
+
+  // Fixture probes record the innermost active tracker's state (the upstream
+  // tests append copy(tracker.parents) and tracker.is_bw at those points).
+  void on_probe(const std::string& probe) {
+    probes_.push_back(probe);
+    if (active_trackers_.empty()) return;
+    json event = tracker_state(active_trackers_.back());
+    event["probe"] = probe;
+    tracker_events_[active_trackers_.back()].push_back(event);
+  }
+
+  // User hooks that record (hook, fqn, fqn in parents, is_bw) as test_mod_tracker.py's do.
+  void register_recording_hooks(const std::string& name, const json& kinds) {
+    tools::ModTracker* t = &tracker(json(name));
+    auto record = [this, t, name](const char* hook, nn::Module* module) {
+      std::optional<std::string> fqn = t->get_known_fqn(module);
+      tracker_events_[name].push_back({{"hook", hook},
+                                       {"fqn", fqn ? json(*fqn) : json(nullptr)},
+                                       {"in_parents", fqn ? t->parents().count(*fqn) > 0 : false},
+                                       {"is_bw", t->is_bw()}});
+    };
+    tools::ModTracker::ForwardHook pre_fw, post_fw;
+    tools::ModTracker::BackwardHook pre_bw, post_bw;
+    for (const auto& kind : kinds) {
+      if (kind == "pre_fw") pre_fw = [record](nn::Module* m) { record("pre_fw", m); };
+      else if (kind == "post_fw") post_fw = [record](nn::Module* m) { record("post_fw", m); };
+      else if (kind == "pre_bw") pre_bw = [record](nn::Module* m) { record("pre_bw", m); };
+      else if (kind == "post_bw") post_bw = [record](nn::Module* m) { record("post_bw", m); };
+      else throw std::invalid_argument("register_user_hooks.hooks: unknown hook " + kind.dump());
+    }
+    t->register_user_hooks(pre_fw, post_fw, pre_bw, post_bw);
   }
 
   void run_apply(const json& body) {
@@ -314,6 +389,12 @@ class CaseRun {
       obs = observe_value(value(body["value"]));
     } else if (body.contains("probes")) {
       obs = strings(probes_);
+    } else if (body.contains("tracker_events")) {
+      tracker(body["tracker_events"]);
+      obs = {{"kind", "json"}, {"value", tracker_events_[body["tracker_events"].get<std::string>()]}};
+    } else if (body.contains("tracker_state")) {
+      tracker(body["tracker_state"]);
+      obs = {{"kind", "json"}, {"value", tracker_state(body["tracker_state"].get<std::string>())}};
     } else if (body.contains("registry")) {
       auto registry = composable::get_registry(*module_ref(body["registry"]));
       json names = nullptr;
@@ -433,6 +514,9 @@ class CaseRun {
   std::map<std::string, fixtures::Input> inputs_;
   std::vector<std::string> probes_;
   std::map<std::string, std::shared_ptr<composable::Contract>> apis_;
+  std::map<std::string, std::unique_ptr<tools::ModTracker>> trackers_;
+  std::map<std::string, json> tracker_events_;
+  std::vector<std::string> active_trackers_;
   json observations_ = json::object();
   int64_t step_index_ = 0;
 };
@@ -450,7 +534,7 @@ Session::~Session() = default;
 json Session::hello() const {
   return {{"name", kName},
           {"version", kVersion},
-          {"capabilities", json::array({"fixtures", "hooks", "contract"})},
+          {"capabilities", json::array({"fixtures", "hooks", "contract", "mod_tracker"})},
           {"backends", json::array({"gloo"})},
           {"devices", json::array({"cpu"})},
           {"build", {{"libtorch", TORCH_VERSION}, {"cuda", nullptr}}},

@@ -31,13 +31,15 @@ class EveryCaseCanFail(unittest.TestCase):
     def test_each_case_fails_under_some_mutation(self) -> None:
         work = Path(tempfile.mkdtemp(prefix="ccts-mutations-"))
         clean = run_suite(ADAPTER, work / "clean")
-        self.assertEqual({r["outcome"] for r in clean["results"]}, {"pass"}, "the suite must pass unmutated")
-        caught: dict[str, list[str]] = {r["case"]: [] for r in clean["results"]}
+        self.assertLessEqual({r["outcome"] for r in clean["results"]}, {"pass", "unsupported"},
+                             "the suite must pass unmutated")
+        # Cases the reference cannot run say nothing about their own strength here.
+        caught: dict[str, list[str]] = {r["case"]: [] for r in clean["results"] if r["outcome"] == "pass"}
         for mutation in mutating_adapter.MUTATIONS:
             command = f"{sys.executable} {PROXY} {mutation} -- {ADAPTER}"
             report = run_suite(command, work / mutation)
             for r in report["results"]:
-                if r["outcome"] == "fail":
+                if r["outcome"] == "fail" and r["case"] in caught:
                     caught[r["case"]].append(mutation)
         blind = sorted(case for case, mutations in caught.items() if not mutations)
         self.assertEqual(blind, [], "cases that no wrong implementation fails")

@@ -1,0 +1,26 @@
+#pragma once
+// Autograd-side hooks the trackers need: whether a backward is running on
+// this thread (torch._C._current_graph_task_id() != -1), callbacks at the
+// end of the running backward, and torch.autograd.graph.register_multi_grad_hook.
+#include <functional>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace ccts::nn {
+
+// True while this thread runs a backward (graph task) — also inside hooks.
+bool in_backward();
+// An identity of the running backward, or nullptr outside one.
+const void* current_backward();
+// Runs `callback` when the running backward finishes (Engine::queue_callback).
+void queue_backward_callback(std::function<void()> callback);
+
+enum class MultiGradMode { All, Any };
+// mode All: `fn` once per backward, when every tensor that backward will
+// compute a gradient for has received it. mode Any: `fn` once per backward,
+// at the first gradient of any of the tensors (tensors without grad are skipped).
+void register_multi_grad_hook(const std::vector<torch::Tensor>& tensors, std::function<void()> fn,
+                              MultiGradMode mode = MultiGradMode::All);
+
+}  // namespace ccts::nn

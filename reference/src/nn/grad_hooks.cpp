@@ -1,0 +1,105 @@
+#include "ccts/nn/grad_hooks.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+
+#include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/graph_task.h>
+#include <torch/csrc/autograd/variable.h>
+
+namespace ccts::nn {
+
+namespace {
+
+std::shared_ptr<torch::autograd::Node> node_of(const torch::Tensor& t) {
+  if (t.grad_fn()) return t.grad_fn();
+  return torch::autograd::impl::grad_accumulator(t);
+}
+
+// torch._C._will_engine_execute_node.
+bool will_execute(torch::autograd::Node* node) {
+  const auto* exec_info = torch::autograd::get_current_graph_task_exec_info();
+  if (exec_info == nullptr) return false;
+  if (exec_info->empty()) {
+    const auto* nodes = torch::autograd::get_current_graph_task_nodes_in_graph();
+    return nodes != nullptr && nodes->count(node) > 0;
+  }
+  auto it = exec_info->find(node);
+  return it != exec_info->end() && it->second.should_execute();
+}
+
+}  // namespace
+
+bool in_backward() { return torch::autograd::get_current_graph_task_exec_info() != nullptr; }
+
+const void* current_backward() { return torch::autograd::get_current_graph_task_exec_info(); }
+
+void queue_backward_callback(std::function<void()> callback) {
+  torch::autograd::Engine::get_default_engine().queue_callback(std::move(callback));
+}
+
+void register_multi_grad_hook(const std::vector<torch::Tensor>& tensors, std::function<void()> fn,
+                              MultiGradMode mode) {
+  struct Shared {
+    std::mutex lock;
+    std::map<const void*, int> count;  // per backward
+    int expected = 0;
+    std::vector<std::shared_ptr<torch::autograd::Node>> nodes;
+    std::function<void()> fn;
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->fn = std::move(fn);
+  if (mode == MultiGradMode::All) {
+    for (const auto& t : tensors) shared->nodes.push_back(node_of(t));
+    for (const auto& t : tensors) {
+      torch::Tensor target = t;
+      target.register_hook([shared](const torch::Tensor&) {
+        const void* task = current_backward();
+        if (task == nullptr) throw std::logic_error("expected this hook to be called inside a backward call");
+        bool fire = false;
+        {
+          std::lock_guard<std::mutex> guard(shared->lock);
+          int& seen = shared->count[task];
+          if (seen == 0) {
+            shared->expected = 0;
+            for (const auto& node : shared->nodes) shared->expected += will_execute(node.get()) ? 1 : 0;
+          }
+          ++seen;
+          if (seen == shared->expected) {
+            shared->count.erase(task);
+            fire = true;
+          }
+        }
+        if (fire) shared->fn();
+      });
+    }
+    return;
+  }
+  for (const auto& t : tensors) {
+    if (!t.requires_grad()) continue;
+    torch::Tensor target = t;
+    target.register_hook([shared](const torch::Tensor&) {
+      const void* task = current_backward();
+      if (task == nullptr) throw std::logic_error("expected this hook to be called inside a backward call");
+      {
+        std::lock_guard<std::mutex> guard(shared->lock);
+        int& ran = shared->count[task];
+        if (ran++ > 0) return;
+      }
+      // Forget this backward when it ends: the next one may reuse its identity.
+      std::weak_ptr<Shared> weak = shared;
+      queue_backward_callback([weak, task] {
+        if (auto s = weak.lock()) {
+          std::lock_guard<std::mutex> guard(s->lock);
+          s->count.erase(task);
+        }
+      });
+      shared->fn();
+    });
+  }
+}
+
+}  // namespace ccts::nn

@@ -1,0 +1,191 @@
+#include "ccts/tools/mod_tracker.h"
+
+#include <iostream>
+
+#include "ccts/errors.h"
+#include "ccts/nn/grad_hooks.h"
+
+namespace ccts::tools {
+
+// Everything the hooks touch lives here, shared with the autograd hooks the
+// tracker leaves on tensors (they may outlive the tracker's scope).
+struct ModTracker::State {
+  std::set<std::string> parents{"Global"};
+  std::map<std::string, int> active_module_cnt;
+  std::map<const nn::Module*, Known> known_modules;
+  bool has_callback = false;
+  std::vector<std::function<void()>> post_bw_callbacks_to_enqueue;
+  ForwardHook user_pre_fw;
+  ForwardHook user_post_fw;
+  BackwardHook user_pre_bw;
+  BackwardHook user_post_bw;
+
+  void maybe_set_engine_callback(const std::shared_ptr<State>& self) {
+    if (has_callback) return;
+    for (auto it = post_bw_callbacks_to_enqueue.rbegin(); it != post_bw_callbacks_to_enqueue.rend(); ++it) {
+      nn::queue_backward_callback(*it);
+    }
+    post_bw_callbacks_to_enqueue.clear();
+    std::weak_ptr<State> weak = self;
+    nn::queue_backward_callback([weak] {
+      if (auto s = weak.lock()) {
+        s->parents = {"Global"};
+        s->has_callback = false;
+      }
+    });
+    has_callback = true;
+  }
+
+  // _get_append_fn: the module starts running (forward) or its backward starts.
+  static std::function<void()> append_fn(const std::shared_ptr<State>& self, std::weak_ptr<nn::Module> module,
+                                         std::string name, bool is_bw) {
+    std::weak_ptr<State> weak = self;
+    return [weak, module, name, is_bw] {
+      auto s = weak.lock();
+      if (!s) return;
+      if (is_bw) s->maybe_set_engine_callback(s);
+      if (s->parents.count(name) && !nn::in_backward()) {
+        std::cerr << "warning: The module hierarchy tracking maybe be messed up. Please file a bug to "
+                     "PyTorch, if it is the case.\n";
+      }
+      if (!s->parents.count(name)) {
+        s->active_module_cnt[name] = 1;
+        s->parents.insert(name);
+      } else {
+        s->active_module_cnt[name] += 1;
+      }
+      if (s->user_pre_bw && is_bw) s->user_pre_bw(alive(module));
+    };
+  }
+
+  // _get_pop_fn: the module's forward ends, or its backward is done.
+  static std::function<void()> pop_fn(const std::shared_ptr<State>& self, std::weak_ptr<nn::Module> module,
+                                      std::string name, bool is_bw) {
+    std::weak_ptr<State> weak = self;
+    return [weak, module, name, is_bw] {
+      auto s = weak.lock();
+      if (!s) return;
+      if (s->user_post_bw && is_bw) s->user_post_bw(alive(module));
+      if (s->parents.count(name)) {
+        if (--s->active_module_cnt[name] == 0) s->parents.erase(name);
+      } else if (!nn::in_backward()) {
+        throw std::runtime_error("The Module hierarchy tracking is wrong. Report a bug to PyTorch");
+      }
+    };
+  }
+
+  // The module, or null once it was destroyed (Python's dead weakref).
+  static nn::Module* alive(const std::weak_ptr<nn::Module>& module) {
+    auto strong = module.lock();
+    return strong ? strong.get() : nullptr;
+  }
+};
+
+ModTracker::ModTracker() : state_(std::make_shared<State>()), parents_(state_->parents) {}
+
+ModTracker::~ModTracker() = default;
+
+bool ModTracker::is_bw() const { return nn::in_backward(); }
+
+std::optional<std::string> ModTracker::get_known_fqn(const nn::Module* module) const {
+  if (module == nullptr) return std::nullopt;
+  auto it = state_->known_modules.find(module);
+  if (it == state_->known_modules.end() || it->second.module.expired()) return std::nullopt;
+  return it->second.fqn;
+}
+
+void ModTracker::register_user_hooks(ForwardHook pre_fw, ForwardHook post_fw, BackwardHook pre_bw,
+                                     BackwardHook post_bw) {
+  auto set_hook = [](auto& slot, auto& hook, const char* name) {
+    if (hook && slot) {
+      throw AssertionError(std::string("Only one ") + name +
+                           " can be registered at a time Clear the existing hook by calling "
+                           "``clear_user_hooks`` before registering a new one");
+    }
+    if (hook) slot = std::move(hook);
+  };
+  set_hook(state_->user_pre_fw, pre_fw, "pre_fw_hook");
+  set_hook(state_->user_post_fw, post_fw, "post_fw_hook");
+  set_hook(state_->user_pre_bw, pre_bw, "pre_bw_hook");
+  set_hook(state_->user_post_bw, post_bw, "post_bw_hook");
+}
+
+void ModTracker::clear_user_hooks() {
+  state_->user_pre_fw = nullptr;
+  state_->user_post_fw = nullptr;
+  state_->user_pre_bw = nullptr;
+  state_->user_post_bw = nullptr;
+}
+
+std::string ModTracker::module_name(nn::Module& module) {
+  // _get_mod_name: a root is named by its type; children by attribute path,
+  // learned the first time their parent runs.
+  auto& known = state_->known_modules;
+  auto it = known.find(&module);
+  if (it == known.end() || it->second.module.expired()) {
+    known[&module] = Known{module.weak_from_this(), module.type_name()};
+  }
+  const std::string name = known[&module].fqn;
+  std::function<void(nn::Module&, const std::string&)> learn = [&](nn::Module& parent, const std::string& prefix) {
+    for (const auto& [child_name, child] : parent.named_children()) {
+      known[child.get()] = Known{child, prefix + "." + child_name};
+      learn(*child, prefix + "." + child_name);
+    }
+  };
+  learn(module, name);
+  return name;
+}
+
+void ModTracker::fw_pre_hook(nn::Module& module, const nn::Args& args) {
+  const std::string name = module_name(module);
+  auto weak = module.weak_from_this();
+  State::append_fn(state_, weak, name, false)();
+  if (state_->user_pre_fw) state_->user_pre_fw(&module);
+  std::vector<torch::Tensor> tensors;
+  for (const auto& arg : args) {
+    for (const auto& t : arg.tensors()) {
+      if (t.requires_grad()) tensors.push_back(t);
+    }
+  }
+  if (!nn::in_backward()) {
+    if (!tensors.empty()) {
+      nn::register_multi_grad_hook(tensors, State::pop_fn(state_, weak, name, true), nn::MultiGradMode::All);
+    } else {
+      state_->post_bw_callbacks_to_enqueue.push_back(State::pop_fn(state_, weak, name, true));
+    }
+  }
+}
+
+void ModTracker::fw_post_hook(nn::Module& module, const nn::Value& output) {
+  const std::string name = module_name(module);
+  auto weak = module.weak_from_this();
+  if (state_->user_post_fw) state_->user_post_fw(&module);
+  State::pop_fn(state_, weak, name, false)();
+  std::vector<torch::Tensor> tensors;
+  for (const auto& t : output.tensors()) {
+    if (t.requires_grad()) tensors.push_back(t);
+  }
+  if (!nn::in_backward() && !tensors.empty()) {
+    nn::register_multi_grad_hook(tensors, State::append_fn(state_, weak, name, true), nn::MultiGradMode::Any);
+  }
+}
+
+void ModTracker::enter() {
+  pre_handle_ = nn::register_module_forward_pre_hook([this](nn::Module& m, const nn::Args& args, const nn::Kwargs&) {
+    fw_pre_hook(m, args);
+    return std::optional<nn::ForwardPreResult>();
+  });
+  post_handle_ = nn::register_module_forward_hook(
+      [this](nn::Module& m, const nn::Args&, const nn::Kwargs&, const nn::Value& out) {
+        fw_post_hook(m, out);
+        return std::optional<nn::Value>();
+      },
+      /*always_call=*/true);
+}
+
+void ModTracker::exit() {
+  pre_handle_.remove();
+  post_handle_.remove();
+}
+
+}  // namespace ccts::tools
