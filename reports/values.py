@@ -7,13 +7,12 @@ do not decode (wrong length, unknown dtype) are shown exactly as they came.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import json
 import math
-import struct
 from typing import Any, Optional
+
+from runners import portable_values
 
 # Beyond this many elements a tensor is shown as its raw observation.
 MAX_DECODED_ELEMENTS = 4096
@@ -23,16 +22,8 @@ MAX_DIFF_LINES = 400
 # Longer strings (undecoded tensor data, huge messages) are cut for display.
 MAX_STRING = 2000
 
-# dtype -> (struct code, bytes per element, significant digits that round-trip)
-_DTYPES: dict[str, tuple[str, int, Optional[int]]] = {
-    "float32": ("f", 4, 9),
-    "float64": ("d", 8, None),
-    "float16": ("e", 2, 5),
-    "bfloat16": ("H", 2, 4),
-    "int64": ("q", 8, None),
-    "int32": ("i", 4, None),
-    "bool": ("?", 1, None),
-}
+# Significant digits that round-trip each floating dtype when printed.
+_DIGITS: dict[str, Optional[int]] = {"float32": 9, "float64": None, "float16": 5, "bfloat16": 4}
 
 
 def _round_trip(x: float, digits: Optional[int]) -> Any:
@@ -43,38 +34,20 @@ def _round_trip(x: float, digits: Optional[int]) -> Any:
     return float(f"{x:.{digits}g}")
 
 
-def _nest(flat: list, shape: list[int]) -> Any:
-    if not shape:
-        return flat[0]
-    if len(shape) == 1:
-        return flat
-    step = len(flat) // shape[0] if shape[0] else 0
-    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
-
-
 def decode_tensor(obs: dict) -> Optional[dict]:
     """{"dtype", "shape", "values": nested list} of a tensor observation, or None."""
-    dtype, shape, data = obs.get("dtype"), obs.get("shape"), obs.get("data")
-    if dtype not in _DTYPES or not isinstance(shape, list) or not isinstance(data, str):
+    shape = obs.get("shape")
+    if isinstance(shape, list) and all(isinstance(n, int) for n in shape) and math.prod(shape) > MAX_DECODED_ELEMENTS:
         return None
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+    if isinstance(shape, list) and any(isinstance(n, bool) for n in shape):
         return None
-    count = math.prod(shape)
-    if count > MAX_DECODED_ELEMENTS:
-        return None
-    code, size, digits = _DTYPES[dtype]
     try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
+        dtype, shape, flat = portable_values.decode(obs)
+    except (ValueError, TypeError):
         return None
-    if len(raw) != count * size:
-        return None
-    flat = list(struct.unpack(f"<{count}{code}", raw))
-    if dtype == "bfloat16":
-        flat = [struct.unpack("<f", struct.pack("<I", v << 16))[0] for v in flat]
-    if dtype.startswith("float") or dtype == "bfloat16":
-        flat = [_round_trip(v, digits) for v in flat]
-    return {"dtype": dtype, "shape": shape, "values": _nest(flat, shape)}
+    if dtype in _DIGITS:
+        flat = [_round_trip(v, _DIGITS[dtype]) for v in flat]
+    return {"dtype": dtype, "shape": shape, "values": portable_values.nest(shape, flat)}
 
 
 def display_value(value: Any) -> Any:

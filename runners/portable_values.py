@@ -96,6 +96,16 @@ def decode(observation: dict) -> tuple[str, list[int], list[float | int | bool]]
     return dtype, shape, values
 
 
+def nest(shape: Sequence[int], flat: list) -> object:
+    """Flat row-major values as nested lists of the given shape (a scalar for shape [])."""
+    if not shape:
+        return flat[0] if flat else None
+    if len(shape) == 1:
+        return list(flat)
+    step = math.prod(shape[1:])
+    return [nest(shape[1:], flat[i * step:(i + 1) * step]) for i in range(shape[0])]
+
+
 def round_to(code: str, value: float) -> float:
     """value as the given floating type stores it ('f': float32, 'd': float64)."""
     return struct.unpack("<" + code, struct.pack("<" + code, value))[0]
