@@ -77,16 +77,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    report = json.loads(Path(args.report).read_text())
     import reports
-    for path in reports.write_all(report, Path(args.out)):
+    try:
+        paths = reports.write_all(reports.load_report(Path(args.report)), Path(args.out))
+    except reports.ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for path in paths:
         print(path)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     import reports
-    for path in reports.render_compare([Path(p) for p in args.reports], Path(args.out)):
+    try:
+        paths = reports.render_compare([Path(p) for p in args.reports], Path(args.out))
+    except reports.ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for path in paths:
         print(path)
     return 0
 

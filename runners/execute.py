@@ -146,10 +146,10 @@ class Runner:
             group = RankGroup(self.options.adapter, ws, self.options.backend, self.options.device)
             try:
                 hello = group.start(self.options.timeout)
-            except RankFault:
+            except RankFault as fault:
                 tails = {r.rank: r.stderr_text() for r in group.ranks}
                 group.kill()
-                raise _StartFailure(tails) from None
+                raise _StartFailure(str(fault), tails) from None
             if self.implementation is None:
                 self.implementation = {k: hello.get(k) for k in
                                        ("name", "version", "capabilities", "backends", "devices", "build")}
@@ -165,6 +165,10 @@ class Runner:
         for ws in list(self.groups):
             group = self.groups.pop(ws)
             group.close()
+
+    def kill(self) -> None:
+        for ws in list(self.groups):
+            self.groups.pop(ws).kill()
 
     # -- one case ---------------------------------------------------------
     def run_one(self, case: Case, ws: int) -> dict[str, Any]:
@@ -190,8 +194,9 @@ class Runner:
         try:
             group = self.group(ws)
         except _StartFailure as e:
-            result.update(outcome="error", message="the adapter's rank group did not start: "
-                          + (next((t for t in e.tails.values() if t), "") or "no output")[-300:])
+            stderr = next((t for t in e.tails.values() if t), "")
+            result.update(outcome="error", message=f"the adapter's rank group did not start: {e.reason}"
+                          + (f"; stderr: {stderr[-300:]}" if stderr else ""))
             result["ranks"] = [{"rank": r, "outcome": "error", "error": None, "stderr_tail": t} for r, t in e.tails.items()]
             return
         missing = [n for n in case.needs if n not in (self.implementation or {}).get("capabilities", [])]
@@ -234,7 +239,12 @@ class Runner:
             result["failures"] = [{"check": "no_error", "expectation_index": -1, "rank": rank, "expected": None,
                                    "observed": e, "message": "unexpected error"}]
             return
-        failures = Judge(case.data, observations, errors, golden_dir=case.file.parent).failures()
+        try:
+            failures = Judge(case.data, observations, errors, golden_dir=case.file.parent).failures()
+        except Exception as e:  # a case the schema would reject; `validate` names the field
+            result.update(outcome="error", message=f"the runner cannot judge {case.relative_file()}: "
+                          f"{type(e).__name__}: {e} (run ./ccts validate)")
+            return
         if failures:
             for f in failures:
                 if f.rank is not None:
@@ -254,8 +264,9 @@ class Runner:
 
 
 class _StartFailure(Exception):
-    def __init__(self, tails: dict[int, str]) -> None:
-        super().__init__("start failure")
+    def __init__(self, reason: str, tails: dict[int, str]) -> None:
+        super().__init__(reason)
+        self.reason = reason
         self.tails = tails
 
 
@@ -309,7 +320,7 @@ def run(suite: Suite, options: RunOptions) -> int:
         print("no cases selected")
         return 0
     progress = Progress(len(plan), options.quiet)
-    partial = False
+    partial = interrupted = False
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -328,12 +339,15 @@ def run(suite: Suite, options: RunOptions) -> int:
                 partial = len(runner.results) < len(plan)
                 break
     except KeyboardInterrupt:
-        partial = True
+        partial = interrupted = True
         progress.finish()
-        print("interrupted: writing a partial report", file=sys.stderr)
+        print("interrupted: killing every rank, writing a partial report", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        runner.close()
+        if interrupted:  # no polite bye: a rank may be the reason for the interrupt
+            runner.kill()
+        else:
+            runner.close()
     progress.finish()
     for entry in xfail_entries:
         if not entry.used:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,13 +54,6 @@ def tensor_values(obs: dict[str, Any]) -> tuple[str, list[int], list[Any]]:
         raise Mismatch(f"bad tensor observation: {e}") from None
 
 
-def nest(shape: list[int], flat: list[Any]) -> Any:
-    if not shape:
-        return flat[0] if flat else None
-    step = math.prod(shape[1:]) if len(shape) > 1 else 1
-    return [nest(shape[1:], flat[i * step:(i + 1) * step]) for i in range(shape[0])]
-
-
 def flatten(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [x for v in value for x in flatten(v)]
@@ -82,7 +76,7 @@ def readable(obs: Any) -> Any:
             dtype, shape, flat = portable_values.decode(obs)
         except ValueError:
             return obs
-        return {"dtype": dtype, "shape": shape, "values": shorten(nest(shape, flat))}
+        return {"dtype": dtype, "shape": shape, "values": shorten(portable_values.nest(shape, flat))}
     if kind == "named_tensors":
         return {name: readable(t) for name, t in obs.get("items", [])}
     if kind == "strings":
@@ -92,6 +86,36 @@ def readable(obs: Any) -> Any:
     if kind == "error":
         return obs.get("error")
     return obs
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: numbers by value, but true is not 1 and "1" is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def round_to_dtype(dtype: str, value: float) -> float:
+    """A literal number as a tensor of `dtype` stores it (round to nearest even)."""
+    if dtype == "float64":
+        return float(value)
+    if dtype == "float16":
+        try:
+            return portable_values.round_to("e", value)
+        except OverflowError:
+            return math.copysign(math.inf, value)
+    single = portable_values.round_to("f", value)
+    if dtype == "bfloat16" and math.isfinite(single):
+        bits = struct.unpack("<I", struct.pack("<f", single))[0]
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return struct.unpack("<f", struct.pack("<I", bits))[0]
+    return single
 
 
 def same(a: Any, b: Any) -> bool:
@@ -104,7 +128,7 @@ def same(a: Any, b: Any) -> bool:
     if kind == "named_tensors":
         ia, ib = a.get("items", []), b.get("items", [])
         return len(ia) == len(ib) and all(x[0] == y[0] and same(x[1], y[1]) for x, y in zip(ia, ib))
-    return a == b
+    return json_equal(a, b)
 
 
 def equal_to_literal(obs: dict[str, Any], value: Any) -> bool:
@@ -112,23 +136,27 @@ def equal_to_literal(obs: dict[str, Any], value: Any) -> bool:
     if kind == "strings":
         return obs.get("items") == value
     if kind == "json":
-        return obs.get("value") == value
+        return json_equal(obs.get("value"), value)
     if kind == "tensor":
         dtype, shape, flat = tensor_values(obs)
         if shape_of(value) != shape:
             return False
         want = flatten(value)
+        if len(want) != len(flat) or not all(isinstance(w, (int, float)) for w in want):
+            return False
         if dtype in ("float32", "float16", "bfloat16", "float64"):
-            code = "d" if dtype == "float64" else "f"
-            return all(portable_values.round_to(code, float(w)) == f for w, f in zip(want, flat))
-        return want == flat
+            return all(isinstance(w, (int, float)) and not isinstance(w, bool)
+                       and round_to_dtype(dtype, float(w)) == f for w, f in zip(want, flat))
+        if dtype == "bool":
+            return all(isinstance(w, bool) and w == f for w, f in zip(want, flat))
+        return all(not isinstance(w, bool) and float(w).is_integer() and int(w) == f for w, f in zip(want, flat))
     if kind == "named_tensors":
         items = obs.get("items", [])
         if not isinstance(value, dict) or [n for n, _ in items] != list(value):
             return False
         return all(equal_to_literal(t, value[n]) for n, t in items)
     if kind == "error":
-        return obs.get("error") == value
+        return json_equal(obs.get("error"), value)
     return False
 
 
@@ -147,9 +175,11 @@ def close(a: dict[str, Any], b: dict[str, Any], rtol: float, atol: float) -> str
                 return f"{name}: {why}"
         return None
     if a["kind"] != "tensor":
-        return None if a == b else "values differ"
-    _, shape_a, va = tensor_values(a)
-    _, shape_b, vb = tensor_values(b)
+        return None if json_equal(a, b) else "values differ"
+    dtype_a, shape_a, va = tensor_values(a)
+    dtype_b, shape_b, vb = tensor_values(b)
+    if dtype_a != dtype_b:
+        return f"dtypes differ: {dtype_a} vs {dtype_b}"
     if shape_a != shape_b:
         return f"shapes differ: {shape_a} vs {shape_b}"
     worst = None

@@ -16,9 +16,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import schemas
 from .suite import PROTOCOL_VERSION, SUITE_VERSION
 
 STDERR_TAIL_LINES = 40
+MESSAGES_SCHEMA = "adapter-messages.schema.json"
+# The schema definition each awaited reply must match.
+REPLY_DEFINITIONS = {"hello": "adapter_hello", "result": "result", "bye": "bye"}
 
 
 class RankFault(Exception):
@@ -42,8 +46,12 @@ class Rank:
     process: subprocess.Popen
     buffer: bytes = b""
     stderr_tail: deque = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
+    stderr_reader: threading.Thread | None = None
 
-    def stderr_text(self) -> str:
+    def stderr_text(self, settle: float = 1.0) -> str:
+        """The last lines of stderr; for a rank that exited, after its last words were read."""
+        if self.stderr_reader is not None and self.process.poll() is not None:
+            self.stderr_reader.join(settle)
         return "\n".join(self.stderr_tail)
 
 
@@ -74,7 +82,8 @@ class RankGroup:
                 self.close()
                 raise RankFault("error", rank, f"cannot start adapter {self.command!r}: {e}") from None
             rank_state = Rank(rank, process)
-            threading.Thread(target=self._drain_stderr, args=(rank_state,), daemon=True).start()
+            rank_state.stderr_reader = threading.Thread(target=self._drain_stderr, args=(rank_state,), daemon=True)
+            rank_state.stderr_reader.start()
             self.ranks.append(rank_state)
         replies = self.exchange({"type": "hello", "protocol": PROTOCOL_VERSION, "suite_version": SUITE_VERSION,
                                  "backend": self.backend, "device": self.device}, timeout, expect="hello")
@@ -172,6 +181,17 @@ class RankGroup:
             raise RankFault("error", r.rank, f"rank {r.rank} reported a protocol error: {reply.get('message')}")
         if reply.get("type") != expect:
             raise RankFault("error", r.rank, f"rank {r.rank} answered '{reply.get('type')}' where '{expect}' was due")
+        if expect == "hello" and reply.get("protocol") != PROTOCOL_VERSION:
+            raise RankFault("error", r.rank, f"rank {r.rank} speaks protocol {reply.get('protocol')!r}; "
+                                             f"this runner speaks {PROTOCOL_VERSION} (spec/ADAPTERS.md)")
+        problems = schemas.problems(reply, MESSAGES_SCHEMA, REPLY_DEFINITIONS[expect], limit=3)
+        if problems:
+            raise RankFault("error", r.rank, f"rank {r.rank} sent an ill-formed '{expect}' "
+                                             f"({MESSAGES_SCHEMA}): " + "; ".join(problems))
+        if expect == "hello" and (reply["rank"], reply["world_size"]) != (r.rank, self.world_size):
+            raise RankFault("error", r.rank, f"rank {r.rank} answered hello as rank {reply['rank']} of "
+                                             f"{reply['world_size']}; it was started as rank {r.rank} of "
+                                             f"{self.world_size} (RANK, WORLD_SIZE)")
         return reply
 
     def _fault_for_exit(self, r: Rank) -> RankFault:

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-import jsonschema
-
 from .suite import ROOT, Case, Suite, SuiteError, load_case
 
 SCHEMA_DIR = ROOT / "spec" / "schema"
@@ -15,6 +13,9 @@ SCHEMA_DIR = ROOT / "spec" / "schema"
 # steps define model or value names.
 DEFINES_MODEL = ("build", "copy", "apply")
 DEFINES_VALUE = ("batch", "input", "slice", "forward")
+# Observation kinds that name something other than a model.
+OBSERVES_VALUE = ("value",)
+OBSERVES_TRACKER = ("tracker_events", "tracker_state")
 
 
 def schema(name: str) -> dict[str, Any]:
@@ -42,6 +43,8 @@ class Validator:
     def __init__(self, suite: Suite) -> None:
         self.suite = suite
         self.errors: list[str] = []
+        import jsonschema  # only validation needs it
+
         self.case_schema = jsonschema.Draft202012Validator(schema("case.schema.json"))
 
     def error(self, case: Case | None, file: Path, field: str, message: str) -> None:
@@ -56,6 +59,7 @@ class Validator:
         except SuiteError as e:
             return [str(e)]
         self.check_fixture_schema()
+        self.check_fixture_classes()
         seen: dict[str, Path] = {}
         for path in self.suite.case_files():
             try:
@@ -64,12 +68,15 @@ class Validator:
                 self.errors.append(str(e))
                 continue
             self.check_case(case, fixtures, rules, seen)
+            self.check_golden_files(case)
         return self.errors
 
     def check_fixture_schema(self) -> None:
         path = SCHEMA_DIR / "fixture.schema.json"
         if not path.exists():
             return
+        import jsonschema
+
         validator = jsonschema.Draft202012Validator(json.loads(path.read_text()))
         import yaml
         for file in sorted(self.suite.fixtures_dir.glob("*.yaml")):
@@ -93,6 +100,7 @@ class Validator:
                 self.error(case, case.file, f"requirements[{i}]", f"unknown rule {rule} (not declared in spec/*.md)")
         models: set[str] = set()
         values: set[str] = set()
+        trackers: set[str] = set()
         observations: set[str] = set()
         for path, name, body in walk_steps(data.get("steps")):
             if name in ("build", "input") and isinstance(body.get("fixture"), str) and body["fixture"] not in fixtures:
@@ -110,7 +118,7 @@ class Validator:
                 for key, ref in body.items():
                     if key in ("as", "probes") or not isinstance(ref, str):
                         continue
-                    pool = values if key == "value" else models
+                    pool = values if key in OBSERVES_VALUE else trackers if key in OBSERVES_TRACKER else models
                     if ref.split(".")[0] not in pool and ref not in pool:
                         self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not defined before this step")
                 observations.add(body.get("as"))
@@ -124,6 +132,8 @@ class Validator:
                 models.add(body["as"])
             if name in DEFINES_VALUE and isinstance(body.get("as"), str):
                 values.add(body["as"])
+            if name == "tracker" and isinstance(body.get("as"), str):
+                trackers.add(body["as"])
         for i, expectation in enumerate(data.get("expect") or []):
             if not isinstance(expectation, dict) or len(expectation) != 1:
                 continue
@@ -132,6 +142,70 @@ class Validator:
             for ref in names:
                 if isinstance(ref, str) and ref not in observations:
                     self.error(case, case.file, f"expect[{i}].{check}", f"no step observes '{ref}'")
+
+    def check_golden_files(self, case: Case) -> None:
+        """A golden file (relative to the case) exists and holds one observation (adapter-messages.schema.json)."""
+        from . import schemas
+
+        for i, expectation in enumerate(case.data.get("expect") or []):
+            body = expectation.get("golden") if isinstance(expectation, dict) else None
+            if not isinstance(body, dict) or not isinstance(body.get("file"), str):
+                continue
+            field, path = f"expect[{i}].golden.file", case.file.parent / body["file"]
+            try:
+                golden = json.loads(path.read_text(encoding="utf-8"))
+            except OSError as e:
+                self.error(case, case.file, field, f"golden file {path} cannot be read: {e.strerror}")
+                continue
+            except json.JSONDecodeError as e:
+                self.error(case, case.file, field, f"golden file {path} is not JSON: {e}")
+                continue
+            for problem in schemas.problems(golden, "adapter-messages.schema.json", "observation", limit=3):
+                self.error(case, case.file, field, f"golden file {path} is not an observation: {problem}")
+
+    def check_fixture_classes(self) -> None:
+        """Every class a fixture file names is built-in or defined in that file (spec/fixtures.md)."""
+        import yaml
+
+        for file in sorted(self.suite.fixtures_dir.glob("*.yaml")):
+            doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+            if not isinstance(doc, dict):
+                continue
+            classes = doc.get("classes") if isinstance(doc.get("classes"), dict) else {}
+            places = [(f"fixtures[{i}].root", f.get("root"), f"fixture '{f.get('name')}'")
+                      for i, f in enumerate(doc.get("fixtures") or []) if isinstance(f, dict)]
+            for name, definition in classes.items():
+                members = definition.get("members") if isinstance(definition, dict) else None
+                for i, member in enumerate(members if isinstance(members, list) else []):
+                    if isinstance(member, dict):
+                        for key in ("module", "module_list_attribute"):
+                            if key in member:
+                                places.append((f"classes.{name}.members[{i}].{key}", member[key], f"class '{name}'"))
+            for field, spec, owner in places:
+                for where, class_name in class_names(spec, field):
+                    if class_name not in BUILTIN_CLASSES and class_name not in classes:
+                        self.errors.append(f"{file}: {owner}: field {where}: unknown class '{class_name}' "
+                                           f"(neither built-in nor a class of this file)")
+
+
+BUILTIN_CLASSES = ("Linear", "ReLU", "Sequential", "ModuleList", "ModuleDict")
+
+
+def class_names(spec: Any, field: str) -> Iterator[tuple[str, str]]:
+    """(field path, class name) of every class a module spec (or a list of them) names."""
+    if isinstance(spec, str):
+        if spec != "$items":
+            yield field, spec
+    elif isinstance(spec, list):
+        for i, item in enumerate(spec):
+            yield from class_names(item, f"{field}[{i}]")
+    elif isinstance(spec, dict) and isinstance(spec.get("class"), str):
+        yield f"{field}.class", spec["class"]
+        for i, item in enumerate(spec.get("items") if isinstance(spec.get("items"), list) else []):
+            if spec["class"] == "ModuleDict" and isinstance(item, dict):
+                yield from class_names(item.get("module"), f"{field}.items[{i}].module")
+            else:
+                yield from class_names(item, f"{field}.items[{i}]")
 
 
 def validate(suite: Suite) -> list[str]:

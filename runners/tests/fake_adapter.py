@@ -1,7 +1,10 @@
 """A scripted adapter for the runner's self-tests. It answers from
 FAKE_ANSWERS (JSON: {case id: {"observations": ..., "error": ...}}) and
 misbehaves on purpose when a case id contains crash, hang or garbage.
-FAKE_CAPABILITIES lists its capabilities (comma separated)."""
+FAKE_CAPABILITIES lists its capabilities (comma separated); FAKE_PROTOCOL
+overrides the protocol version its hello names; FAKE_RECEIVED=PATH logs
+every message it receives to PATH.<rank>; FAKE_PIDS=PATH appends each rank's
+process id to PATH."""
 import json
 import os
 import sys
@@ -11,12 +14,20 @@ import time
 def main() -> int:
     answers = json.loads(open(os.environ["FAKE_ANSWERS"]).read()) if os.environ.get("FAKE_ANSWERS") else {}
     rank = int(os.environ["RANK"])
+    received = os.environ.get("FAKE_RECEIVED")
+    if os.environ.get("FAKE_PIDS"):  # so a test can check that no rank outlives the run
+        with open(os.environ["FAKE_PIDS"], "a", encoding="utf-8") as pids:
+            pids.write(f"{os.getpid()}\n")
     for line in sys.stdin:
+        if received:  # what the runner sent, one file per rank
+            with open(f"{received}.{rank}", "a", encoding="utf-8") as log:
+                log.write(line)
         message = json.loads(line)
         if message["type"] == "hello":
             caps = [c for c in os.environ.get("FAKE_CAPABILITIES", "fixtures").split(",") if c]
-            reply = {"type": "hello", "protocol": 1, "name": "fake", "version": "0", "capabilities": caps,
-                     "backends": ["gloo"], "devices": ["cpu"], "build": {}, "rank": rank,
+            reply = {"type": "hello", "protocol": int(os.environ.get("FAKE_PROTOCOL", "1")), "name": "fake",
+                     "version": "0", "capabilities": caps, "backends": ["gloo"], "devices": ["cpu"], "build": {},
+                     "rank": rank,
                      "world_size": int(os.environ["WORLD_SIZE"])}
         elif message["type"] == "run":
             case_id = message["case"]["id"]

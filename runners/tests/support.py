@@ -1,8 +1,10 @@
 """Temporary suites and runner invocations for the self-tests."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ def case(case_id: str, expect: list[Any], steps: list[Any] | None = None, **extr
 class TempSuite:
     def __init__(self, cases: list[dict[str, Any]], answers: dict[str, Any] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="ccts-selftest-"))
+        atexit.register(shutil.rmtree, self.dir, True)
         (self.dir / "spec").mkdir()
         (self.dir / "spec" / "test.md").write_text("# Test\n\n- **TEST-RULE-001** A rule for tests.\n")
         (self.dir / "fixtures").mkdir()

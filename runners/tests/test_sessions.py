@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 import unittest
+from pathlib import Path
 
 from runners.tests.support import FAKE, ROOT, TempSuite, case, outcomes
 
@@ -65,16 +66,30 @@ class Faults(unittest.TestCase):
         self.assertIn("needs a reason", output)
 
     def test_interrupt_writes_a_partial_report_and_reaps_every_rank(self) -> None:
+        self.interrupt(signal.SIGINT)
+
+    def test_terminate_writes_a_partial_report_and_reaps_every_rank(self) -> None:
+        self.interrupt(signal.SIGTERM)
+
+    def interrupt(self, signum: int) -> None:
         cases = [case("t.a_hang", [{"equal": {"actual": "x", "value": 1}}], world_sizes=[2])]
         suite = TempSuite(cases)
-        env = dict(os.environ, PYTHONPATH=str(ROOT), FAKE_ANSWERS=str(suite.answers))
+        pid_file, received = suite.dir / "pids", suite.dir / "received"
+        env = dict(os.environ, PYTHONPATH=str(ROOT), FAKE_ANSWERS=str(suite.answers), FAKE_PIDS=str(pid_file),
+                   FAKE_RECEIVED=str(received))
         process = subprocess.Popen([sys.executable, "-m", "runners", "run", "--out", str(suite.out), "--adapter",
                                     " ".join(FAKE), "--world-sizes", "2", *suite.args()], env=env, cwd=ROOT,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(2.5)
-        children = subprocess.run(["pgrep", "-f", "fake_adapter.py"], capture_output=True, text=True).stdout.split()
-        self.assertTrue(children)
-        process.send_signal(signal.SIGINT)
+        def both_ranks_running() -> bool:
+            logs = [Path(f"{received}.{rank}") for rank in (0, 1)]
+            return all(log.exists() and '"type": "run"' in log.read_text() for log in logs)
+
+        deadline = time.monotonic() + 30
+        while not both_ranks_running() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        children = pid_file.read_text().split() if pid_file.exists() else []
+        self.assertEqual(len(children), 2, "both ranks should be up")
+        process.send_signal(signum)
         output, _ = process.communicate(timeout=30)
         self.assertEqual(process.returncode, 130, output)
         report = (suite.out / "report.json").read_text()

@@ -1,0 +1,78 @@
+"""list, run with nothing selected, report, compare and outcome (CTest's view of one result)."""
+import os
+import subprocess
+import sys
+import unittest
+
+from runners.tests.support import ROOT, TempSuite, case
+
+OK = {"observations": {"x": {"kind": "json", "value": 1}}}
+
+
+def runner(*args: str) -> tuple[int, str]:
+    p = subprocess.run([sys.executable, "-m", "runners", *args], capture_output=True, text=True, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    return p.returncode, p.stdout + p.stderr
+
+
+class Verbs(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cases = [case("t.good", [{"equal": {"actual": "x", "value": 1}}], world_sizes=[1, 2]),
+                 case("t.bad", [{"equal": {"actual": "x", "value": 2}}]),
+                 case("t.needs", [{"equal": {"actual": "x", "value": 1}}], needs=["replicate"]),
+                 case("t.listed", [{"equal": {"actual": "x", "value": 2}}])]
+        cls.suite = TempSuite(cases, {"t.good": OK, "t.bad": OK, "t.needs": OK, "t.listed": OK})
+        xfail = cls.suite.dir / "xfail.txt"
+        xfail.write_text("t.listed  a known bug\n")
+        cls.code, cls.output, cls.report = cls.suite.run("--world-sizes", "1,2", "--xfail", str(xfail))
+        cls.report_path = cls.suite.out / "report.json"
+
+    def test_list_formats(self) -> None:
+        code, output = runner("list", "--format", "cmake", *self.suite.args())
+        self.assertEqual(code, 0)
+        self.assertEqual(sorted(output.split()), ["t.bad|t|1", "t.good|t|1,2", "t.listed|t|1", "t.needs|t|1"])
+        code, output = runner("list", *self.suite.args())
+        self.assertEqual(code, 0)
+        self.assertRegex(output, r"t\.good\s+t\s+ws 1,2")
+
+    def test_an_empty_selection_runs_nothing(self) -> None:
+        code, output, _ = self.suite.run("-k", "nothing.*")
+        self.assertEqual(code, 0)
+        self.assertIn("no cases selected", output)
+
+    def test_run_summary_and_exit_code(self) -> None:
+        self.assertEqual(self.code, 1)
+        lines = self.output.strip().splitlines()
+        self.assertEqual(lines[-1], "2 passed, 1 failed, 1 unsupported, 0 skipped, 1 xfail")
+        self.assertIn("index.html", self.output)
+        self.assertIn("expected:", self.output)
+        self.assertIn("observed:", self.output)
+        self.assertIn("rerun: ./ccts run -k t.bad --world-sizes 1", self.output)
+
+    def test_outcome_exit_codes(self) -> None:
+        for case_id, ws, want in [("t.good", 2, 0), ("t.listed", 1, 0), ("t.needs", 1, 77), ("t.bad", 1, 1),
+                                  ("t.good", 4, 1)]:
+            with self.subTest(f"{case_id}@{ws}"):
+                code, output = runner("outcome", "--report", str(self.report_path), "--case", case_id,
+                                      "--world-size", str(ws))
+                self.assertEqual(code, want, output)
+        code, output = runner("outcome", "--report", str(self.suite.dir / "none.json"), "--case", "t.good",
+                              "--world-size", "1")
+        self.assertEqual(code, 1)
+
+    def test_report_rerenders_and_compare_puts_reports_side_by_side(self) -> None:
+        out = self.suite.dir / "rendered"
+        code, output = runner("report", str(self.report_path), "--out", str(out))
+        self.assertEqual(code, 0, output)
+        self.assertEqual(sorted(p.name for p in out.iterdir()), ["index.html", "junit.xml", "report.md"])
+        code, output = runner("compare", str(self.report_path), str(self.report_path), "--out", str(out))
+        self.assertEqual(code, 0, output)
+        self.assertTrue((out / "compare.html").exists())
+        code, output = runner("report", str(self.suite.dir / "none.json"), "--out", str(out))
+        self.assertEqual(code, 1)
+        self.assertIn("none.json", output)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,120 @@
+"""The JSON Schemas of spec/schema/ are valid, accept what the suite and the
+runner produce, and make an ill-formed adapter reply an `error`."""
+import json
+import shutil
+import unittest
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from runners import schemas
+from runners.suite import ROOT
+from runners.tests.support import TempSuite, case, outcomes
+
+MESSAGES = "adapter-messages.schema.json"
+OK = {"observations": {"x": {"kind": "json", "value": 1}}}
+
+
+class SchemaFiles(unittest.TestCase):
+    def test_every_schema_is_a_valid_draft_2020_12_schema(self) -> None:
+        names = sorted(p.name for p in schemas.SCHEMA_DIR.glob("*.schema.json"))
+        self.assertEqual(names, ["adapter-messages.schema.json", "case.schema.json", "fixture.schema.json",
+                                 "report.schema.json"])
+        for name in names:
+            with self.subTest(name):
+                jsonschema.Draft202012Validator.check_schema(json.loads((schemas.SCHEMA_DIR / name).read_text()))
+
+    def test_the_fixture_files_match_their_schema(self) -> None:
+        for path in sorted((ROOT / "fixtures").glob("*.yaml")):
+            with self.subTest(path.name):
+                self.assertEqual(schemas.problems(yaml.safe_load(path.read_text()), "fixture.schema.json"), [])
+
+    def test_fixture_schema_names_the_field(self) -> None:
+        bad = {"classes": {"A": {"members": [{"name": "l", "module": {"class": "Linear", "in": 2}}],
+                                 "forward": {"params": ["x"], "body": [{"op": "mm", "a": "x", "as": "y"}],
+                                             "return": "y"}}},
+               "fixtures": [{"name": "A", "root": "A", "source": "new"}]}
+        self.assertEqual(schemas.problems(bad, "fixture.schema.json"), [
+            "classes.A.forward.body[0]: 'b' is a required property",
+            "classes.A.members[0].module: 'out' is a required property"])
+
+    def test_observations(self) -> None:
+        tensor = {"kind": "tensor", "dtype": "float32", "shape": [1], "data": "AACAPw=="}
+        good = [tensor, {"kind": "named_tensors", "items": [["w", tensor]]}, {"kind": "strings", "items": ["a"]},
+                {"kind": "json", "value": None}, {"kind": "error", "error": None},
+                {"kind": "error", "error": {"kind": "assertion", "phase": "apply", "message": "m", "step": "0"}}]
+        bad = [{**tensor, "dtype": "float8"}, {**tensor, "data": "AACAPw"}, {**tensor, "shape": [-1]},
+               {"kind": "named_tensors", "items": [["w", {"kind": "strings", "items": []}]]},
+               {"kind": "strings", "items": [1]}, {"kind": "json"}, {"kind": "picture"},
+               {"kind": "error", "error": {"kind": "oops", "phase": "apply", "message": "m"}},
+               {"kind": "error", "error": {"kind": "assertion", "phase": "lunch", "message": "m"}}]
+        for obs in good:
+            with self.subTest(good=obs):
+                self.assertEqual(schemas.problems(obs, MESSAGES, "observation"), [])
+        for obs in bad:
+            with self.subTest(bad=obs):
+                self.assertNotEqual(schemas.problems(obs, MESSAGES, "observation"), [])
+
+
+class RunnerMessages(unittest.TestCase):
+    def test_what_the_runner_sends_matches_the_protocol(self) -> None:
+        steps = [{"build": {"fixture": "CompositeModel", "as": "m", "seed": 0}},
+                 {"observe": {"as": "x", "parameter_fqns": "m"}}]
+        suite = TempSuite([case("t.sent", [{"equal": {"actual": "x", "value": 1}}], steps=steps, world_sizes=[2])],
+                          {"t.sent": OK})
+        shutil.copy(ROOT / "fixtures" / "composable.yaml", suite.dir / "fixtures")
+        log = suite.dir / "received"
+        code, output, report = suite.run("--world-sizes", "2", env={"FAKE_RECEIVED": str(log)})
+        self.assertEqual(outcomes(report), {"t.sent@2": "pass"}, output)
+        for rank in (0, 1):
+            messages = [json.loads(line) for line in Path(f"{log}.{rank}").read_text().splitlines()]
+            self.assertEqual([m["type"] for m in messages], ["hello", "run", "bye"])
+            for message, definition in zip(messages, ("runner_hello", "run", "bye")):
+                self.assertEqual(schemas.problems(message, MESSAGES, definition), [], definition)
+                self.assertEqual(schemas.problems(message, MESSAGES), [], definition)
+            run = messages[1]
+            self.assertEqual((run["rank"], run["world_size"]), (rank, 2))
+            # only the fixture the steps build, with only the classes its root reaches
+            self.assertEqual(list(run["fixtures"]), ["CompositeModel"])
+            self.assertEqual(sorted(run["fixtures"]["CompositeModel"]["classes"]), ["CompositeModel", "UnitModule"])
+            self.assertEqual(run["case"]["steps"], steps)
+
+    def test_the_report_matches_its_schema(self) -> None:
+        cases = [case("t.good", [{"equal": {"actual": "x", "value": 1}}]),
+                 case("t.bad", [{"equal": {"actual": "x", "value": 2}}]),
+                 case("t.c_crash", [{"equal": {"actual": "x", "value": 1}}], world_sizes=[2])]
+        suite = TempSuite(cases, {"t.good": OK, "t.bad": OK})
+        _, output, report = suite.run("--world-sizes", "1,2")
+        self.assertEqual(outcomes(report), {"t.good@1": "pass", "t.bad@1": "fail", "t.c_crash@2": "crash"}, output)
+        self.assertEqual(schemas.problems(report, "report.schema.json"), [])
+        self.assertEqual(report["rules"]["TEST-RULE-001"]["text"], "A rule for tests.")
+        self.assertEqual(report["summary"]["rules"], {"covered": 1, "passing": 0, "total": 1})
+
+
+class IllFormedReplies(unittest.TestCase):
+    def test_an_ill_formed_result_is_an_error_and_the_run_goes_on(self) -> None:
+        bad_tensor = {"observations": {"x": {"kind": "tensor", "dtype": "float8", "shape": [1], "data": "AA=="}}}
+        bad_error = {"observations": {}, "error": {"kind": "oops", "phase": "apply", "message": "m", "step": "0"}}
+        cases = [case(f"t.{name}", [{"equal": {"actual": "x", "value": 1}}])
+                 for name in ("a_tensor", "b_error", "c_fine")]
+        suite = TempSuite(cases, {"t.a_tensor": bad_tensor, "t.b_error": bad_error, "t.c_fine": OK})
+        code, output, report = suite.run("--world-sizes", "1")
+        self.assertEqual(outcomes(report), {"t.a_tensor@1": "error", "t.b_error@1": "error", "t.c_fine@1": "pass"},
+                         output)
+        self.assertEqual(code, 1)
+        messages = {r["case"]: r["message"] for r in report["results"]}
+        self.assertIn("ill-formed 'result'", messages["t.a_tensor"])
+        self.assertIn("observations.x.dtype", messages["t.a_tensor"])
+        self.assertIn("error.kind", messages["t.b_error"])
+
+    def test_another_protocol_version_is_an_error(self) -> None:
+        suite = TempSuite([case("t.a", [{"equal": {"actual": "x", "value": 1}}])], {"t.a": OK})
+        code, output, report = suite.run("--world-sizes", "1", env={"FAKE_PROTOCOL": "2"})
+        self.assertEqual(outcomes(report), {"t.a@1": "error"}, output)
+        self.assertIn("speaks protocol 2", report["results"][0]["message"])
+        self.assertEqual(code, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
