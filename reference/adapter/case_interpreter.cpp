@@ -10,6 +10,7 @@
 #include "ccts/distributed/process_group.h"
 #include "ccts/errors.h"
 #include "ccts/fixtures/fixture.h"
+#include "ccts/nn/checkpoint.h"
 #include "ccts/nn/module.h"
 #include "ccts/tools/mod_tracker.h"
 #include "ccts/values/codec.h"
@@ -113,6 +114,7 @@ class CaseRun {
       fixtures::BuildOptions options;
       options.seed = seed_of(body);
       options.probe = [this](const std::string& probe) { on_probe(probe); };
+      options.checkpoint = [](nn::Module& m, const nn::Args& args) { return nn::checkpoint(m, args); };
       models_[body.at("as").get<std::string>()] = fixtures::build_module(fixture, options);
     } else if (name == "copy") {
       models_[body.at("as").get<std::string>()] = model(body.at("from")).deep_copy();
@@ -534,7 +536,7 @@ Session::~Session() = default;
 json Session::hello() const {
   return {{"name", kName},
           {"version", kVersion},
-          {"capabilities", json::array({"fixtures", "hooks", "contract", "mod_tracker"})},
+          {"capabilities", json::array({"fixtures", "hooks", "contract", "mod_tracker", "checkpoint"})},
           {"backends", json::array({"gloo"})},
           {"devices", json::array({"cpu"})},
           {"build", {{"libtorch", TORCH_VERSION}, {"cuda", nullptr}}},

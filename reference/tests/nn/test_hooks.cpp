@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
+#include "ccts/nn/checkpoint.h"
+#include "ccts/nn/grad_hooks.h"
 #include "ccts/nn/modules.h"
 
 using namespace ccts::nn;
@@ -218,4 +220,20 @@ TEST_CASE("always_call forward hooks run when forward raises") {
   CHECK_THROWS(list(torch::ones({1})));
   CHECK(always == 1);
   CHECK(normal == 0);
+}
+
+TEST_CASE("checkpoint reruns the forward once in backward and keeps gradients") {
+  auto plain = std::make_shared<Linear>(3, 3);
+  auto checked = std::static_pointer_cast<Linear>(plain->deep_copy());
+  std::vector<bool> forward_in_backward;
+  auto h = checked->register_forward_pre_hook([&](Module&, const Args&, const Kwargs&) {
+    forward_in_backward.push_back(in_backward());
+    return std::optional<ForwardPreResult>();
+  });
+  auto x = torch::randn({2, 3});
+  torch::relu((*plain)(x).tensor()).sum().backward();
+  torch::relu(checkpoint(*checked, {Value(x)}).tensor()).sum().backward();
+  CHECK(forward_in_backward == std::vector<bool>{false, true});
+  CHECK(torch::equal(plain->parameter("weight").grad(), checked->parameter("weight").grad()));
+  CHECK_FALSE(in_backward());
 }
