@@ -140,7 +140,12 @@ class CaseRun {
       run_forward(body);
     } else if (name == "backward") {
       torch::Tensor loss;
-      for (const auto& t : value(body.at("of")).tensors()) loss = loss.defined() ? loss + t.sum() : t.sum();
+      const nn::Value& of = value(body.at("of"));
+      // `item`: only that element of a tuple/list or key of a dict.
+      const nn::Value& part = !body.contains("item") ? of
+                              : body["item"].is_string() ? of.at(body["item"].get<std::string>())
+                                                         : of.at(body["item"].get<std::int64_t>());
+      for (const auto& t : part.tensors()) loss = loss.defined() ? loss + t.sum() : t.sum();
       if (!loss.defined()) throw std::invalid_argument("backward: the value holds no tensor");
       loss.backward();
     } else if (name == "zero_grad") {
@@ -179,7 +184,7 @@ class CaseRun {
       trackers_[as] = std::make_unique<tools::ModTracker>();
       tracker_events_[as] = json::array();
       if (body.value("record_hooks", false)) {
-        register_recording_hooks(as, {"pre_fw", "post_fw", "pre_bw", "post_bw"});
+        register_recording_hooks(as, {"pre_fw", "post_fw", "pre_bw", "post_bw"}, body.value("raising", json::array()));
       }
     } else if (name == "register_user_hooks") {
       register_recording_hooks(body.at("tracker").get<std::string>(), body.at("hooks"));
@@ -270,14 +275,18 @@ class CaseRun {
   }
 
   // User hooks that record (hook, fqn, fqn in parents, is_bw) as test_mod_tracker.py's do.
-  void register_recording_hooks(const std::string& name, const json& kinds) {
+  // Hooks of the kinds in `raising` raise after recording (a user hook that fails).
+  void register_recording_hooks(const std::string& name, const json& kinds, const json& raising = json::array()) {
     tools::ModTracker* t = &tracker(json(name));
-    auto record = [this, t, name](const char* hook, nn::Module* module) {
+    auto record = [this, t, name, raising](const char* hook, nn::Module* module) {
       std::optional<std::string> fqn = t->get_known_fqn(module);
       tracker_events_[name].push_back({{"hook", hook},
                                        {"fqn", fqn ? json(*fqn) : json(nullptr)},
                                        {"in_parents", fqn ? t->parents().count(*fqn) > 0 : false},
                                        {"is_bw", t->is_bw()}});
+      for (const auto& kind : raising) {
+        if (kind == hook) throw std::runtime_error(std::string("user ") + hook + " hook raised");
+      }
     };
     tools::ModTracker::ForwardHook pre_fw, post_fw;
     tools::ModTracker::BackwardHook pre_bw, post_bw;
