@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "ccts/errors.h"
+#include "ccts/mutants.h"
 
 namespace ccts::composable {
 
@@ -53,7 +54,7 @@ std::string set_repr(const std::set<std::string>& items) {
 
 void check_fqn(const std::vector<std::string>& orig, const std::vector<std::string>& updated,
                const std::string& check_key) {
-  if (orig == updated) return;
+  if (orig == updated || mutant("no_fqn_check")) return;
   const std::set<std::string> orig_set(orig.begin(), orig.end());
   const std::set<std::string> new_set(updated.begin(), updated.end());
   std::set<std::string> orig_only;
@@ -133,13 +134,13 @@ Contract::Returned Contract::apply(const Modules& input, bool is_list) const {
                                        [&](const auto& s) { return s.first == identity_.get(); });
     const bool has_name = std::any_of(registry->begin(), registry->end(),
                                       [&](const auto& r) { return r.first == name_; });
-    if (has_state || has_name) {
+    if ((has_state || has_name) && !mutant("no_once_check")) {
       throw AssertionError("already_applied",
                            "Each distinct composable distributed API can only be applied to a "
                            "module once. " + name_ + " has already been applied to the following "
                            "module:\n" + module->repr());
     }
-    states->emplace_back(identity_.get(), state);
+    states->emplace_back(identity_.get(), mutant("state_not_shared") ? make_state_() : state);
     registry->emplace_back(name_, item);
     before.push_back(snapshot(*module));
   }

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "ccts/errors.h"
+#include "ccts/mutants.h"
 #include "ccts/nn/grad_hooks.h"
 
 namespace ccts::tools {
@@ -29,7 +30,7 @@ struct ModTracker::State {
     std::weak_ptr<State> weak = self;
     nn::queue_backward_callback([weak] {
       if (auto s = weak.lock()) {
-        s->parents = {"Global"};
+        if (!mutant("parents_not_reset")) s->parents = {"Global"};
         s->has_callback = false;
       }
     });
@@ -139,8 +140,9 @@ std::string ModTracker::module_name(nn::Module& module) {
 void ModTracker::fw_pre_hook(nn::Module& module, const nn::Args& args) {
   const std::string name = module_name(module);
   auto weak = module.weak_from_this();
+  if (mutant("pre_fw_before_append") && state_->user_pre_fw) state_->user_pre_fw(&module);
   State::append_fn(state_, weak, name, false)();
-  if (state_->user_pre_fw) state_->user_pre_fw(&module);
+  if (state_->user_pre_fw && !mutant("pre_fw_before_append")) state_->user_pre_fw(&module);
   std::vector<torch::Tensor> tensors;
   for (const auto& arg : args) {
     for (const auto& t : arg.tensors()) {

@@ -1,0 +1,20 @@
+#pragma once
+// Deliberate bugs for the suite's self-test (runners/tests/test_mutants.py):
+// with CCTS_MUTANT=<name> in the environment, the reference misbehaves in
+// that one way, and the conformance cases must catch it. Unset, nothing
+// changes. Names: no_fqn_check, state_not_shared, no_once_check,
+// parents_not_reset, pre_fw_before_append.
+#include <cstdlib>
+#include <string>
+
+namespace ccts {
+
+inline bool mutant(const char* name) {
+  static const std::string active = [] {
+    const char* value = std::getenv("CCTS_MUTANT");
+    return std::string(value ? value : "");
+  }();
+  return active == name;
+}
+
+}  // namespace ccts
