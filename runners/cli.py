@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Callable
 
 from . import execute
 from .suite import Suite, SuiteError
@@ -76,28 +77,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if args.exit_zero and code in (0, 1) else code
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def print_written(write: Callable[[], list[Path]]) -> int:
+    """Runs a report writer; prints the files it wrote, or its error."""
     import reports
     try:
-        paths = reports.write_all(reports.load_report(Path(args.report)), Path(args.out))
+        paths = write()
     except reports.ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for path in paths:
         print(path)
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import reports
+    return print_written(lambda: reports.write_all(reports.load_report(Path(args.report)), Path(args.out)))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     import reports
-    try:
-        paths = reports.render_compare([Path(p) for p in args.reports], Path(args.out))
-    except reports.ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for path in paths:
-        print(path)
-    return 0
+    return print_written(lambda: reports.render_compare([Path(p) for p in args.reports], Path(args.out)))
 
 
 def cmd_outcome(args: argparse.Namespace) -> int:

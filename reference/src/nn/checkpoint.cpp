@@ -1,8 +1,5 @@
 #include "ccts/nn/checkpoint.h"
 
-#include <mutex>
-#include <set>
-
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/torch.h>
 
@@ -17,30 +14,15 @@ namespace {
 // outputs' gradients (ModTracker's and any module's), which is when PyTorch's
 // non-reentrant checkpoint unpacks the region's first saved tensor.
 struct RecomputePreHook : public torch::autograd::FunctionPreHook {
-  struct Once {
-    std::mutex lock;
-    std::set<const void*> done;  // backwards that already recomputed
-    std::function<void()> recompute;
-  };
-  explicit RecomputePreHook(std::shared_ptr<Once> once) : once(std::move(once)) {}
+  RecomputePreHook(std::shared_ptr<OncePerBackward> once, std::function<void()> recompute)
+      : once(std::move(once)), recompute(std::move(recompute)) {}
 
   torch::autograd::variable_list operator()(const torch::autograd::variable_list& grads) override {
-    const void* task = current_backward();
-    {
-      std::lock_guard<std::mutex> guard(once->lock);
-      if (!once->done.insert(task).second) return grads;
-    }
-    std::weak_ptr<Once> weak = once;
-    queue_backward_callback([weak, task] {
-      if (auto o = weak.lock()) {
-        std::lock_guard<std::mutex> guard(o->lock);
-        o->done.erase(task);
-      }
-    });
-    once->recompute();
+    if (once->first()) recompute();
     return grads;
   }
-  std::shared_ptr<Once> once;
+  std::shared_ptr<OncePerBackward> once;
+  std::function<void()> recompute;
 };
 
 }  // namespace
@@ -60,15 +42,15 @@ Value checkpoint(Module& module, const Args& args, const Kwargs& kwargs) {
   Kwargs saved_kwargs;
   for (const auto& [k, v] : kwargs) saved_kwargs.emplace_back(k, v.map_tensors(detach));
   std::weak_ptr<Module> weak = module.weak_from_this();
-  auto once = std::make_shared<RecomputePreHook::Once>();
-  once->recompute = [weak, saved_args, saved_kwargs] {
+  auto once = std::make_shared<OncePerBackward>();
+  std::function<void()> recompute = [weak, saved_args, saved_kwargs] {
     if (auto m = weak.lock()) {
       torch::NoGradGuard no_grad;
       (*m)(saved_args, saved_kwargs);
     }
   };
   for (const auto& t : outputs) {
-    if (t.grad_fn()) t.grad_fn()->add_pre_hook(std::make_unique<RecomputePreHook>(once));
+    if (t.grad_fn()) t.grad_fn()->add_pre_hook(std::make_unique<RecomputePreHook>(once, recompute));
   }
   return out;
 }

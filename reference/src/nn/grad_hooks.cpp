@@ -41,6 +41,23 @@ void queue_backward_callback(std::function<void()> callback) {
   torch::autograd::Engine::get_default_engine().queue_callback(std::move(callback));
 }
 
+bool OncePerBackward::first() {
+  const void* task = current_backward();
+  if (task == nullptr) throw std::logic_error("expected this hook to be called inside a backward call");
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (!seen_.insert(task).second) return false;
+  }
+  std::weak_ptr<OncePerBackward> weak = weak_from_this();
+  queue_backward_callback([weak, task] {
+    if (auto self = weak.lock()) {
+      std::lock_guard<std::mutex> guard(self->lock_);
+      self->seen_.erase(task);
+    }
+  });
+  return true;
+}
+
 void register_multi_grad_hook(const std::vector<torch::Tensor>& tensors, std::function<void()> fn,
                               MultiGradMode mode) {
   struct Shared {
@@ -78,26 +95,12 @@ void register_multi_grad_hook(const std::vector<torch::Tensor>& tensors, std::fu
     }
     return;
   }
+  auto once = std::make_shared<OncePerBackward>();
   for (const auto& t : tensors) {
     if (!t.requires_grad()) continue;
     torch::Tensor target = t;
-    target.register_hook([shared](const torch::Tensor&) {
-      const void* task = current_backward();
-      if (task == nullptr) throw std::logic_error("expected this hook to be called inside a backward call");
-      {
-        std::lock_guard<std::mutex> guard(shared->lock);
-        int& ran = shared->count[task];
-        if (ran++ > 0) return;
-      }
-      // Forget this backward when it ends: the next one may reuse its identity.
-      std::weak_ptr<Shared> weak = shared;
-      queue_backward_callback([weak, task] {
-        if (auto s = weak.lock()) {
-          std::lock_guard<std::mutex> guard(s->lock);
-          s->count.erase(task);
-        }
-      });
-      shared->fn();
+    target.register_hook([shared, once](const torch::Tensor&) {
+      if (once->first()) shared->fn();
     });
   }
 }

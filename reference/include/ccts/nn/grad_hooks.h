@@ -3,6 +3,9 @@
 // this thread (torch._C._current_graph_task_id() != -1), callbacks at the
 // end of the running backward, and torch.autograd.graph.register_multi_grad_hook.
 #include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <vector>
 
 #include <torch/types.h>
@@ -15,6 +18,17 @@ bool in_backward();
 const void* current_backward();
 // Runs `callback` when the running backward finishes (Engine::queue_callback).
 void queue_backward_callback(std::function<void()> callback);
+
+// True on the first call during each backward: remembers the running backward
+// until it ends (its identity may be reused by the next one).
+class OncePerBackward : public std::enable_shared_from_this<OncePerBackward> {
+ public:
+  bool first();
+
+ private:
+  std::mutex lock_;
+  std::set<const void*> seen_;
+};
 
 enum class MultiGradMode { All, Any };
 // mode All: `fn` once per backward, when every tensor that backward will
