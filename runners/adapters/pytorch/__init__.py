@@ -1,0 +1,1 @@
+"""The PyTorch adapter: the suite's protocol over real torch.nn and torch.distributed."""

@@ -1,0 +1,32 @@
+"""Python exceptions to the suite's neutral error kinds (spec/ADAPTERS.md)."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class Unsupported(Exception):
+    """A step or feature this adapter cannot run on this PyTorch."""
+
+
+def kind_of(error: BaseException) -> str:
+    message = str(error)
+    if isinstance(error, Unsupported):
+        return "unsupported"
+    if isinstance(error, AssertionError):
+        if "has already been applied" in message:
+            return "already_applied"
+        return "assertion"
+    if isinstance(error, RuntimeError) and "Composable distributed API implementations cannot modify" in message:
+        return "fqn_modified"
+    if isinstance(error, NotImplementedError):
+        return "not_implemented"
+    if isinstance(error, (ValueError, TypeError, KeyError, IndexError, AttributeError)):
+        return "invalid_argument"
+    return "runtime_error"
+
+
+def error_json(error: BaseException, phase: str, step: str) -> dict[str, Any]:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    if isinstance(error, KeyError):
+        message = f"KeyError: {message!r}"
+    return {"kind": kind_of(error), "phase": phase, "message": str(message), "step": step}

@@ -1,0 +1,364 @@
+"""One case's steps (spec/CASES.md and the area chapters) on real PyTorch."""
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+
+from runners import portable_values as pv
+
+from . import fixtures as fx
+from .errors import Unsupported, error_json
+
+PHASES = {"forward": "forward", "backward": "backward", "sgd_step": "optimizer", "zero_grad": "optimizer",
+          "apply": "apply", "tracker": "tracker", "track": "tracker", "register_user_hooks": "tracker",
+          "clear_user_hooks": "tracker"}
+
+
+def capabilities() -> list[str]:
+    caps = ["fixtures"]
+    if hasattr(nn.Module, "register_full_backward_pre_hook"):
+        caps.append("hooks")
+    try:
+        from torch.distributed._composable import contract  # noqa: F401
+        caps.append("contract")
+    except ImportError:
+        pass
+    try:
+        from torch.distributed._tools.mod_tracker import ModTracker  # noqa: F401
+        caps += ["mod_tracker", "checkpoint"]
+    except ImportError:
+        pass
+    return caps
+
+
+class StepError(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error["message"])
+        self.error = error
+
+
+def encode(t: torch.Tensor) -> dict[str, Any]:
+    t = t.detach().to("cpu").contiguous()
+    names = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+             torch.bfloat16: "bfloat16", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
+    dtype = names[t.dtype]
+    values = t.float().flatten().tolist() if dtype == "bfloat16" else t.flatten().tolist()
+    return pv.encode(dtype, list(t.shape), values)
+
+
+class CaseRun:
+    def __init__(self, message: dict[str, Any], rank: int, world_size: int) -> None:
+        self.case = message["case"]
+        self.fixtures = message.get("fixtures") or {}
+        self.rank = rank
+        self.world_size = world_size
+        self.models: dict[str, nn.Module] = {}
+        self.values: dict[str, Any] = {}
+        self.inputs: dict[str, tuple[list, dict]] = {}
+        self.observations: dict[str, Any] = {}
+        self.probes: list[str] = []
+        self.apis: dict[str, Any] = {}
+        self.trackers: dict[str, Any] = {}
+        self.events: dict[str, list] = {}
+        self.active: list[str] = []
+        self.step_index = 0
+
+    def execute(self) -> Optional[dict[str, Any]]:
+        try:
+            self.run_steps(self.case["steps"], "")
+        except StepError as e:
+            return e.error
+        return None
+
+    def run_steps(self, steps: list, path: str) -> None:
+        for i, step in enumerate(steps):
+            step_path = f"{path}.{i}" if path else str(i)
+            (name, body), = step.items()
+            try:
+                getattr(self, "step_" + name, self.unknown(name))(body, step_path)
+            except StepError:
+                raise
+            except BaseException as e:  # noqa: BLE001 - every error is reported, none lost
+                if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                    raise
+                phase = PHASES.get(name, "build")
+                if name == "observe":
+                    phase = "state_dict" if ("state_dict" in body or "state_dict_keys" in body) else "observe"
+                raise StepError(error_json(e, phase, step_path)) from None
+
+    def unknown(self, name: str):
+        def fail(body: Any, path: str) -> None:
+            raise Unsupported(f"step '{name}' is not supported by the PyTorch adapter")
+        return fail
+
+    # -- fixtures and values ----------------------------------------------
+    def seed(self, body: dict[str, Any]) -> int:
+        seed = body.get("seed", 0)
+        return self.step_index if seed == "step" else self.rank if seed == "rank" else int(seed)
+
+    def step_build(self, body: dict[str, Any], path: str) -> None:
+        self.models[body["as"]] = fx.build_module(self.fixture(body["fixture"]), self.seed(body), self.on_probe,
+                                                  self.checkpoint)
+
+    def step_copy(self, body: dict[str, Any], path: str) -> None:
+        import copy
+        self.models[body["as"]] = copy.deepcopy(self.models[body["from"]])
+
+    def step_input(self, body: dict[str, Any], path: str) -> None:
+        args, kwargs = fx.make_input(self.fixture(body["fixture"]), self.seed(body))
+        self.inputs[body["as"]] = (args, kwargs)
+        self.values[body["as"]] = args[0] if len(args) == 1 and not kwargs else tuple(args)
+
+    def step_batch(self, body: dict[str, Any], path: str) -> None:
+        shape = [self.world_size if d == "world_size" else d for d in body["shape"]]
+        stream = pv.fnv1a64(body.get("stream", body["as"]))
+        if body.get("dist", "uniform") == "normal":
+            flat = pv.normal(shape, self.seed(body), stream)
+        else:
+            flat = pv.uniform(shape, body.get("low", -1.0), body.get("high", 1.0), self.seed(body), stream)
+        t = torch.tensor(flat, dtype=torch.float32).reshape(shape)
+        self.values[body["as"]] = t.requires_grad_(True) if body.get("requires_grad") else t
+
+    def step_slice(self, body: dict[str, Any], path: str) -> None:
+        whole = self.values[body["from"]]
+        dim = body.get("dim", 0)
+        if whole.shape[dim] % self.world_size:
+            raise ValueError(f"slice: dimension {dim} of size {whole.shape[dim]} does not split into "
+                             f"{self.world_size} equal chunks")
+        chunk = whole.shape[dim] // self.world_size
+        self.values[body["as"]] = whole.narrow(dim, self.rank * chunk, chunk).clone()
+
+    def step_forward(self, body: dict[str, Any], path: str) -> None:
+        args, kwargs = ([], {})
+        if "input" in body:
+            args, kwargs = self.inputs[body["input"]]
+            args, kwargs = list(args), dict(kwargs)
+        args += [self.values[a] for a in body.get("args", [])]
+        kwargs.update({k: self.values[v] for k, v in (body.get("kwargs") or {}).items()})
+        out = self.models[body["model"]](*args, **kwargs)
+        if "as" in body:
+            self.values[body["as"]] = out
+
+    def step_backward(self, body: dict[str, Any], path: str) -> None:
+        value = self.values[body["of"]]
+        if "item" in body:
+            value = value[body["item"]]
+        tensors = [t for t in flatten(value) if isinstance(t, torch.Tensor)]
+        if not tensors:
+            raise ValueError("backward: the value holds no tensor")
+        loss = tensors[0].sum()
+        for t in tensors[1:]:
+            loss = loss + t.sum()
+        loss.backward()
+
+    def step_zero_grad(self, body: dict[str, Any], path: str) -> None:
+        self.models[body["model"]].zero_grad(set_to_none=True)
+
+    def step_sgd_step(self, body: dict[str, Any], path: str) -> None:
+        with torch.no_grad():
+            for p in self.models[body["model"]].parameters():
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-body["lr"])
+
+    def step_raises(self, body: dict[str, Any], path: str) -> None:
+        recorded = None
+        try:
+            self.run_steps(body["do"], path + ".do")
+        except StepError as e:
+            recorded = e.error
+        self.observations[body["as"]] = {"kind": "error", "error": recorded}
+
+    def step_repeat(self, body: dict[str, Any], path: str) -> None:
+        outer = self.step_index
+        for i in range(body["times"]):
+            self.step_index = i
+            self.run_steps(body["do"], path + ".do")
+        self.step_index = outer
+
+    def step_delete(self, body: dict[str, Any], path: str) -> None:
+        del self.models[body["model"]]
+
+    # -- observations ------------------------------------------------------
+    def step_observe(self, body: dict[str, Any], path: str) -> None:
+        (kind, ref), = ((k, v) for k, v in body.items() if k != "as")
+        named = lambda items: {"kind": "named_tensors", "items": [[n, encode(t)] for n, t in items]}  # noqa: E731
+        strings = lambda items: {"kind": "strings", "items": list(items)}  # noqa: E731
+        as_json = lambda value: {"kind": "json", "value": value}  # noqa: E731
+        if kind == "value":
+            obs = observe_value(self.values[ref])
+        elif kind == "probes":
+            obs = strings(self.probes)
+        elif kind in ("tracker_events", "tracker_state"):
+            obs = as_json(self.events[ref] if kind == "tracker_events" else self.tracker_state(ref))
+        elif kind == "state_identity":
+            api = self.apis[ref["api"]]
+            obs = as_json(identities([api.state(self.module(m)) for m in ref["modules"]]))
+        elif kind == "state":
+            state = self.apis[ref["api"]].state(self.module(ref["module"]))
+            obs = as_json(None if state is None else getattr(state, ref["key"], None))
+        elif kind == "registry":
+            from torch.distributed._composable import _get_registry
+            registry = _get_registry(self.module(ref))
+            obs = as_json(None if registry is None else list(registry))
+        elif kind == "registry_identity":
+            from torch.distributed._composable import _get_registry
+            registries = [_get_registry(self.module(m)) for m in ref]
+            flat = identities([item for r in registries if r is not None for item in r.values()])
+            out, k = [], 0
+            for r in registries:
+                if r is None:
+                    out.append(None)
+                else:
+                    out.append(flat[k:k + len(r)])
+                    k += len(r)
+            obs = as_json(out)
+        else:
+            model = self.module(ref)
+            if kind == "named_parameters":
+                obs = named(model.named_parameters())
+            elif kind == "parameter_fqns":
+                obs = strings(n for n, _ in model.named_parameters())
+            elif kind == "named_buffers":
+                obs = named(model.named_buffers())
+            elif kind == "buffer_fqns":
+                obs = strings(n for n, _ in model.named_buffers())
+            elif kind == "state_dict":
+                obs = named(model.state_dict().items())
+            elif kind == "state_dict_keys":
+                obs = strings(model.state_dict().keys())
+            elif kind == "module_fqns":
+                obs = strings(n for n, _ in model.named_modules())
+            elif kind == "parameter_shapes":
+                obs = as_json({n: list(p.shape) for n, p in model.named_parameters()})
+            elif kind == "grads":
+                obs = named((n, p.grad) for n, p in model.named_parameters() if p.grad is not None)
+            else:
+                raise Unsupported(f"observe: unknown kind '{kind}'")
+        self.observations[body["as"]] = obs
+
+    def module(self, ref: str) -> nn.Module:
+        head, _, rest = ref.partition(".")
+        module = self.models[head]
+        return module.get_submodule(rest) if rest else module
+
+    def fixture(self, name: str) -> dict[str, Any]:
+        if name not in self.fixtures:
+            raise ValueError(f"fixture '{name}' was not sent with the case")
+        return self.fixtures[name]
+
+    # -- checkpoint, trackers and test APIs --------------------------------
+    def checkpoint(self, module: nn.Module, args: list) -> Any:
+        from torch.utils.checkpoint import checkpoint
+        return checkpoint(module, *args, use_reentrant=False, preserve_rng_state=True)
+
+    def on_probe(self, name: str) -> None:
+        self.probes.append(name)
+        if self.active:
+            self.events[self.active[-1]].append({**self.tracker_state(self.active[-1]), "probe": name})
+
+    def tracker_state(self, name: str) -> dict[str, Any]:
+        t = self.trackers[name]
+        return {"parents": sorted(t.parents), "is_bw": t.is_bw}
+
+    def step_tracker(self, body: dict[str, Any], path: str) -> None:
+        from torch.distributed._tools.mod_tracker import ModTracker
+        self.trackers[body["as"]] = ModTracker()
+        self.events[body["as"]] = []
+        if body.get("record_hooks"):
+            self.register_recording_hooks(body["as"], ["pre_fw", "post_fw", "pre_bw", "post_bw"], body.get("raising", []))
+
+    def register_recording_hooks(self, name: str, kinds: list[str], raising: list[str] = ()) -> None:
+        mt = self.trackers[name]
+
+        def record(hook: str, module: Optional[nn.Module]) -> None:
+            fqn = mt.get_known_fqn(module) if module is not None else None
+            self.events[name].append({"hook": hook, "fqn": fqn, "in_parents": fqn in mt.parents, "is_bw": mt.is_bw})
+            if hook in raising:
+                raise RuntimeError(f"user {hook} hook raised")
+
+        hooks = {"pre_fw": lambda m, i: record("pre_fw", m), "post_fw": lambda m, i, o: record("post_fw", m),
+                 "pre_bw": lambda m, g: record("pre_bw", m), "post_bw": lambda m, g: record("post_bw", m)}
+        mt.register_user_hooks(*(hooks[k] if k in kinds else None for k in ("pre_fw", "post_fw", "pre_bw", "post_bw")))
+
+    def step_register_user_hooks(self, body: dict[str, Any], path: str) -> None:
+        self.register_recording_hooks(body["tracker"], body["hooks"])
+
+    def step_clear_user_hooks(self, body: dict[str, Any], path: str) -> None:
+        self.trackers[body["tracker"]].clear_user_hooks()
+
+    def step_track(self, body: dict[str, Any], path: str) -> None:
+        self.active.append(body["tracker"])
+        try:
+            with self.trackers[body["tracker"]]:
+                self.run_steps(body["do"], path + ".do")
+        finally:
+            self.active.pop()
+
+    def step_define_api(self, body: dict[str, Any], path: str) -> None:
+        from .test_api import make_test_api
+        self.apis[body["name"]] = make_test_api(body, self.observations)
+
+    def step_apply(self, body: dict[str, Any], path: str) -> None:
+        to = body["to"]
+        target = [self.module(r) for r in to] if isinstance(to, list) else self.module(to)
+        returned = self.apis[body["api"]](target)
+        if "as" in body and isinstance(returned, nn.Module):
+            self.models[body["as"]] = returned
+
+
+def flatten(value: Any) -> list:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in flatten(v)]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in flatten(v)]
+    return [value]
+
+
+def identities(objects: list) -> list:
+    seen: list = []
+    out = []
+    for obj in objects:
+        if obj is None:
+            out.append(None)
+            continue
+        for i, s in enumerate(seen):
+            if s is obj:
+                out.append(i)
+                break
+        else:
+            seen.append(obj)
+            out.append(len(seen) - 1)
+    return out
+
+
+def observe_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, torch.Tensor):
+        return encode(value)
+    if isinstance(value, (dict, list, tuple)):
+        items: list = []
+
+        def walk(v: Any, p: str) -> None:
+            join = lambda k: f"{p}.{k}" if p else str(k)  # noqa: E731
+            if isinstance(v, torch.Tensor):
+                items.append([p, encode(v)])
+            elif isinstance(v, dict):
+                for k, x in v.items():
+                    walk(x, join(k))
+            elif isinstance(v, (list, tuple)):
+                for i, x in enumerate(v):
+                    walk(x, join(i))
+        walk(value, "")
+        return {"kind": "named_tensors", "items": items}
+    return {"kind": "json", "value": value}
+
+
+def run_case(message: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    start = time.monotonic()
+    run = CaseRun(message, rank, world_size)
+    error = run.execute()
+    result = {"type": "result", "case": message["case"].get("id", ""), "rank": rank,
+              "observations": run.observations, "error": error, "duration_s": time.monotonic() - start}
+    return result
