@@ -121,6 +121,11 @@ def cmd_outcome(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_golden(args: argparse.Namespace) -> int:
+    from . import golden
+    return golden.main(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
     return bench.main(args)
@@ -174,6 +179,14 @@ def parser() -> argparse.ArgumentParser:
     oc.add_argument("--case", required=True)
     oc.add_argument("--world-size", type=int, required=True)
     oc.set_defaults(func=cmd_outcome)
+
+    go = sub.add_parser("golden", help="write golden values from the oracle (default: the PyTorch adapter)")
+    go.add_argument("--adapter", help="oracle adapter command (default: python3 -m runners.adapters.pytorch)")
+    go.add_argument("-k", action="append", metavar="PATTERN", help="case id glob (repeatable)")
+    go.add_argument("--check", action="store_true", help="write nothing; exit 1 if a golden file would change")
+    go.add_argument("--timeout", type=float, default=120.0)
+    add_suite_options(go)
+    go.set_defaults(func=cmd_golden)
 
     be = sub.add_parser("bench", help="amortized time per case x world size vs fresh rank groups")
     be.add_argument("--adapter")

@@ -312,9 +312,9 @@ class Judge:
         from pathlib import Path
         path = Path(self.golden_dir or ".") / body["file"]
         try:
-            golden = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise Mismatch(f"golden file {path} cannot be read: {e}") from None
+            golden = json.loads(path.read_text())["observation"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise Mismatch(f"golden file {path} cannot be read: {e!r}") from None
         actual = self.get(obs, body["actual"])
         why = close(actual, golden, self.tolerance["rtol"], self.tolerance["atol"])
         if why:

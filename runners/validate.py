@@ -11,6 +11,7 @@ from .suite import ROOT, Case, Suite, SuiteError, load_case
 SCHEMA_DIR = ROOT / "spec" / "schema"
 # Observations each observe kind produces come from `observe`/`raises`; these
 # steps define model or value names.
+GOLDEN_FORMAT = "ccts-golden/1"
 DEFINES_MODEL = ("build", "copy", "apply")
 DEFINES_VALUE = ("batch", "input", "slice", "forward")
 # Observation kinds that name something other than a model.
@@ -144,7 +145,8 @@ class Validator:
                     self.error(case, case.file, f"expect[{i}].{check}", f"no step observes '{ref}'")
 
     def check_golden_files(self, case: Case) -> None:
-        """A golden file (relative to the case) exists and holds one observation (adapter-messages.schema.json)."""
+        """A golden file (relative to the case) exists, names what produced it, and holds one
+        observation (adapter-messages.schema.json); runners/golden.py writes them."""
         from . import schemas
 
         for i, expectation in enumerate(case.data.get("expect") or []):
@@ -160,8 +162,16 @@ class Validator:
             except json.JSONDecodeError as e:
                 self.error(case, case.file, field, f"golden file {path} is not JSON: {e}")
                 continue
-            for problem in schemas.problems(golden, "adapter-messages.schema.json", "observation", limit=3):
-                self.error(case, case.file, field, f"golden file {path} is not an observation: {problem}")
+            if not isinstance(golden, dict) or golden.get("format") != GOLDEN_FORMAT:
+                self.error(case, case.file, field, f"golden file {path} is not {GOLDEN_FORMAT} (see spec/CASES.md)")
+                continue
+            producer = golden.get("produced_by")
+            if not isinstance(producer, dict) or not producer.get("name") or not producer.get("version"):
+                self.error(case, case.file, field, f"golden file {path}: produced_by needs the name and version "
+                           "of the implementation that produced it")
+            for problem in schemas.problems(golden.get("observation"), "adapter-messages.schema.json", "observation",
+                                            limit=3):
+                self.error(case, case.file, field, f"golden file {path}: observation: {problem}")
 
     def check_fixture_classes(self) -> None:
         """Every class a fixture file names is built-in or defined in that file (spec/fixtures.md)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from runners import portable_values as pv
 from runners.expectations import Judge
+from runners.golden import render
 from runners.tests.support import TempSuite, case, outcomes
 
 
@@ -77,7 +78,7 @@ class Golden(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         (self.dir / "golden").mkdir()
         golden = {"kind": "named_tensors", "items": [["w", pv.encode("float32", [2], [1.0, 2.0])]]}
-        (self.dir / "golden" / "w.json").write_text(json.dumps(golden))
+        (self.dir / "golden" / "w.json").write_text(render({"name": "test", "version": "0"}, "t.golden", golden))
 
     def observed(self, values):
         return [{"w": {"kind": "named_tensors", "items": [["w", pv.encode("float32", [2], values)]]}}]

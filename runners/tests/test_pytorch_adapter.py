@@ -55,6 +55,11 @@ class AgainstTheSuite(unittest.TestCase):
             allowed = {"pass"} if area in capabilities else {"unsupported"}
             self.assertLessEqual(by_area.get(area, set()), allowed, area)
 
+    def test_golden_files_are_current(self) -> None:
+        p = subprocess.run([sys.executable, "-m", "runners", "golden", "--check"], cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=600)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

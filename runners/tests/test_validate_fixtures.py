@@ -5,6 +5,7 @@ import textwrap
 import unittest
 
 from runners import portable_values as pv
+from runners.golden import render
 from runners.tests.support import TempSuite, case
 from runners.tests.test_validate import validate
 
@@ -60,9 +61,10 @@ class GoldenFiles(unittest.TestCase):
         suite = TempSuite(cases)
         golden = suite.dir / "conformance" / "t" / "golden"
         golden.mkdir()
-        (golden / "good.json").write_text(json.dumps(pv.encode("float32", [1], [1.0])))
+        producer = {"name": "test", "version": "0"}
+        (golden / "good.json").write_text(render(producer, "t.good", pv.encode("float32", [1], [1.0])))
         (golden / "broken.json").write_text("{not json")
-        (golden / "wrong.json").write_text(json.dumps({"kind": "tensor", "dtype": "float32", "shape": [1]}))
+        (golden / "wrong.json").write_text(render(producer, "t.wrong", {"kind": "tensor", "dtype": "float32", "shape": [1]}))
         code, output = validate(suite)
         self.assertEqual(code, 1)
         self.assertNotIn("good.yaml", output)
