@@ -142,6 +142,10 @@ class Context:
         self.probe = probe or (lambda name: None)
         self.checkpoint = checkpoint or _no_checkpoint
 
+    def __deepcopy__(self, memo: dict) -> "Context":
+        # A deep copy of a model reports to the same case (as the reference's does).
+        return self
+
 
 def _no_checkpoint(module: nn.Module, args: list) -> Any:
     raise NotImplementedError("the checkpoint op needs an activation checkpoint implementation")
