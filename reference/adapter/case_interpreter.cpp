@@ -415,30 +415,26 @@ class CaseRun {
       }
       obs = {{"kind", "json"}, {"value", names}};
     } else if (body.contains("registry_identity")) {
-      // Per module: its registry's items as identities, or null.
-      std::vector<std::vector<const void*>> items;
-      std::vector<const void*> flat;
+      // Per module: its registry's items as identities (numbered across all
+      // the modules), or null for a module without a registry.
+      std::vector<std::optional<composable::Registry>> registries;
+      std::vector<const void*> items;
       for (const auto& ref : body["registry_identity"]) {
-        auto registry = composable::get_registry(*module_ref(ref));
-        items.emplace_back();
-        if (!registry) {
-          items.back().push_back(nullptr);
-          continue;
+        registries.push_back(composable::get_registry(*module_ref(ref)));
+        if (registries.back()) {
+          for (const auto& item : *registries.back()) items.push_back(item.second.get());
         }
-        for (const auto& item : *registry) items.back().push_back(item.second.get());
       }
-      for (const auto& list : items) flat.insert(flat.end(), list.begin(), list.end());
-      json ids = identities(flat);
+      const json ids = identities(items);
       json out = json::array();
-      std::size_t k = 0;
-      for (std::size_t i = 0; i < items.size(); ++i) {
-        if (items[i].size() == 1 && items[i][0] == nullptr) {
+      std::size_t next = 0;
+      for (const auto& registry : registries) {
+        if (!registry) {
           out.push_back(nullptr);
-          ++k;
           continue;
         }
         json list = json::array();
-        for (std::size_t j = 0; j < items[i].size(); ++j) list.push_back(ids[k++]);
+        for (std::size_t j = 0; j < registry->size(); ++j) list.push_back(ids[next++]);
         out.push_back(list);
       }
       obs = {{"kind", "json"}, {"value", out}};
