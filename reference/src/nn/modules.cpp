@@ -83,6 +83,29 @@ std::shared_ptr<Module> ModuleList::operator[](std::size_t index) const {
   return child(std::to_string(index));
 }
 
+std::string ModuleList::repr() const {
+  const auto& children = named_children();
+  if (children.empty()) return type_name() + "()";
+  std::string out = type_name() + "(";
+  std::size_t start = 0;
+  while (start < children.size()) {
+    const std::string block = children[start].second->repr();
+    std::size_t end = start;
+    while (end + 1 < children.size() && children[end + 1].second->repr() == block) ++end;
+    std::string line = end == start ? "(" + std::to_string(start) + "): " + block
+                                    : "(" + std::to_string(start) + "-" + std::to_string(end) + "): " +
+                                          std::to_string(end - start + 1) + " x " + block;
+    std::string indented;
+    for (char c : line) {
+      indented.push_back(c);
+      if (c == '\n') indented += "  ";
+    }
+    out += "\n  " + indented;
+    start = end + 1;
+  }
+  return out + "\n)";
+}
+
 ModuleDict::ModuleDict(std::vector<std::pair<std::string, std::shared_ptr<Module>>> modules)
     : Cloneable("ModuleDict") {
   for (auto& [key, module] : modules) insert(key, std::move(module));

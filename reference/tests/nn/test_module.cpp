@@ -179,3 +179,17 @@ TEST_CASE("repr follows torch.nn.Module.__repr__") {
   CHECK(ReLU(true).repr() == "ReLU(inplace=True)");
   CHECK(ModuleList().repr() == "ModuleList()");
 }
+
+TEST_CASE("ModuleList repr groups runs of equal children like PyTorch 2.x") {
+  ModuleList list({std::make_shared<Linear>(8, 8), std::make_shared<Linear>(8, 8), std::make_shared<ReLU>(),
+                   std::make_shared<Linear>(8, 8)});
+  CHECK(list.repr() ==
+        "ModuleList(\n"
+        "  (0-1): 2 x Linear(in_features=8, out_features=8, bias=True)\n"
+        "  (2): ReLU()\n"
+        "  (3): Linear(in_features=8, out_features=8, bias=True)\n"
+        ")");
+  Sequential outer({std::make_shared<ModuleList>(std::vector<std::shared_ptr<Module>>{
+      std::make_shared<ReLU>(), std::make_shared<ReLU>()})});
+  CHECK(outer.repr() == "Sequential(\n  (0): ModuleList(\n    (0-1): 2 x ReLU()\n  )\n)");
+}

@@ -105,7 +105,7 @@ class Module : public std::enable_shared_from_this<Module> {
   void zero_grad(bool set_to_none = true);
 
   // PyTorch's repr(module): the type name, extra_repr() and the children.
-  std::string repr() const;
+  virtual std::string repr() const;
   virtual std::string extra_repr() const { return ""; }
 
   // Slots for APIs layered on a module (contract's per-API state and

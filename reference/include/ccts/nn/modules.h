@@ -53,6 +53,8 @@ class ModuleList : public Cloneable<ModuleList> {
   void push_back(std::shared_ptr<Module> module);
   std::shared_ptr<Module> operator[](std::size_t index) const;
   std::size_t size() const { return named_children().size(); }
+  // PyTorch's ModuleList.__repr__: runs of equal children as "(0-1): 2 x ...".
+  std::string repr() const override;
 };
 
 // torch.nn.ModuleDict: children keyed by name in insertion order; no forward.
