@@ -13,7 +13,7 @@ from . import portable_values
 
 DEFAULT_TOLERANCE = {"rtol": 1.3e-6, "atol": 1e-5}
 EXPECTATIONS = ("equal", "not_equal", "allclose", "same_across_ranks", "different_across_ranks",
-                "set_equal", "error", "no_error", "golden")
+                "set_equal", "contains", "error", "no_error", "golden")
 
 
 @dataclass
@@ -99,6 +99,14 @@ def json_equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
+
+
+def json_contains(actual: Any, pattern: Any) -> bool:
+    """A mapping contains each key of the pattern with a contained value;
+    anything else must be equal (json_equal)."""
+    if isinstance(pattern, dict):
+        return isinstance(actual, dict) and all(k in actual and json_contains(actual[k], v) for k, v in pattern.items())
+    return json_equal(actual, pattern)
 
 
 def round_to_dtype(dtype: str, value: float) -> float:
@@ -275,6 +283,12 @@ class Judge:
         got = readable(actual)
         if not isinstance(got, list) or sorted(map(json.dumps, got)) != sorted(map(json.dumps, want)):
             raise Mismatch(f"{body['actual']} is not the expected set", expected=want, observed=got)
+
+    def check_contains(self, body: dict[str, Any], obs: dict[str, Any]) -> None:
+        actual = self.get(obs, body["actual"])
+        if actual.get("kind") != "json" or not json_contains(actual.get("value"), body["value"]):
+            raise Mismatch(f"{body['actual']} does not contain the expected value",
+                           expected=shorten(body["value"]), observed=readable(actual))
 
     def check_no_error(self, body: Any, obs: dict[str, Any]) -> None:
         name = body if isinstance(body, str) else body["actual"]

@@ -13,7 +13,15 @@ SCHEMA_DIR = ROOT / "spec" / "schema"
 # steps define model or value names.
 GOLDEN_FORMAT = "ccts-golden/1"
 DEFINES_MODEL = ("build", "copy", "apply")
-DEFINES_VALUE = ("batch", "input", "slice", "forward")
+DEFINES_VALUE = ("batch", "input", "slice", "forward", "mse_loss")
+# Step fields that name a model (`m` or a submodule `m.sub`), per step.
+MODEL_FIELDS = {"forward": ("model",), "zero_grad": ("model",), "sgd_step": ("model",), "copy": ("from",),
+                "load_state_dict": ("model", "from"), "set_requires_gradient_sync": ("model",), "to_device": ("model",),
+                "unshard": ("model",), "reshard": ("model",)}
+# Step fields that name a value defined before.
+VALUE_FIELDS = {"mse_loss": ("input", "target")}
+# apply kwargs whose items are module or parameter references (`m.path` / `m.path.name`).
+APPLY_REF_KWARGS = ("ignored_modules", "ignored_params")
 # Observation kinds that name something other than a model.
 OBSERVES_VALUE = ("value",)
 OBSERVES_TRACKER = ("tracker_events", "tracker_state")
@@ -106,22 +114,34 @@ class Validator:
         for path, name, body in walk_steps(data.get("steps")):
             if name in ("build", "input") and isinstance(body.get("fixture"), str) and body["fixture"] not in fixtures:
                 self.error(case, case.file, f"{path}.fixture", f"unknown fixture '{body['fixture']}'")
-            for key in ("model", "from"):
+            for key in MODEL_FIELDS.get(name, ()):
                 ref = body.get(key)
-                if name in ("forward", "zero_grad", "sgd_step", "copy") and isinstance(ref, str) and ref not in models:
+                if isinstance(ref, str) and ref.split(".")[0] not in models:
                     self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not a model built before this step")
+            for key in VALUE_FIELDS.get(name, ()):
+                ref = body.get(key)
+                if isinstance(ref, str) and ref not in values:
+                    self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not a value defined before this step")
             if name == "apply":
                 targets = body.get("to") if isinstance(body.get("to"), list) else [body.get("to")]
                 for ref in targets:
                     if isinstance(ref, str) and ref.split(".")[0] not in models:
                         self.error(case, case.file, f"{path}.to", f"'{ref}' is not in a model built before this step")
+                kwargs = body.get("kwargs") if isinstance(body.get("kwargs"), dict) else {}
+                for key in APPLY_REF_KWARGS:
+                    refs = kwargs.get(key) if isinstance(kwargs.get(key), list) else []
+                    for i, ref in enumerate(refs):
+                        if isinstance(ref, str) and ref.split(".")[0] not in models:
+                            self.error(case, case.file, f"{path}.kwargs.{key}[{i}]",
+                                       f"'{ref}' is not in a model built before this step")
             if name == "observe":
                 for key, ref in body.items():
-                    if key in ("as", "probes") or not isinstance(ref, str):
+                    if key in ("as", "probes"):
                         continue
                     pool = values if key in OBSERVES_VALUE else trackers if key in OBSERVES_TRACKER else models
-                    if ref.split(".")[0] not in pool and ref not in pool:
-                        self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not defined before this step")
+                    for field, one in observed_refs(key, ref):
+                        if one.split(".")[0] not in pool and one not in pool:
+                            self.error(case, case.file, f"{path}.{field}", f"'{one}' is not defined before this step")
                 observations.add(body.get("as"))
             if name == "raises":
                 observations.add(body.get("as"))
@@ -196,6 +216,21 @@ class Validator:
                     if class_name not in BUILTIN_CLASSES and class_name not in classes:
                         self.errors.append(f"{file}: {owner}: field {where}: unknown class '{class_name}' "
                                            f"(neither built-in nor a class of this file)")
+
+
+def observed_refs(key: str, ref: Any) -> Iterator[tuple[str, str]]:
+    """(field path, reference) of the names an observe kind reads: a string, a list of module
+    references (registry_identity), or an object's `module`/`modules` (state, state_identity,
+    managed_parameters). Its `api` is a name of another kind and is not checked here."""
+    if isinstance(ref, str):
+        yield key, ref
+    elif isinstance(ref, list):
+        yield from ((f"{key}[{i}]", r) for i, r in enumerate(ref) if isinstance(r, str))
+    elif isinstance(ref, dict):
+        if isinstance(ref.get("module"), str):
+            yield f"{key}.module", ref["module"]
+        modules = ref.get("modules") if isinstance(ref.get("modules"), list) else []
+        yield from ((f"{key}.modules[{i}]", r) for i, r in enumerate(modules) if isinstance(r, str))
 
 
 BUILTIN_CLASSES = ("Linear", "ReLU", "Sequential", "ModuleList", "ModuleDict")

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "ccts/distributed/process_group.h"
+#include "ccts/fully_shard/fully_shard.h"
 #include "ccts/errors.h"
 #include "ccts/fixtures/fixture.h"
 #include "ccts/nn/checkpoint.h"
@@ -15,6 +16,7 @@
 #include "ccts/tools/mod_tracker.h"
 #include "ccts/values/codec.h"
 #include "ccts/values/generator.h"
+#include "builtin_apis.h"
 #include "test_api.h"
 
 namespace ccts::adapter {
@@ -38,7 +40,10 @@ json error_json(const StepFailure& f) {
 }
 
 std::string phase_of(const std::string& step, const json& body) {
-  if (step == "forward") return "forward";
+  if (step == "forward" || step == "mse_loss") return "forward";
+  if (step == "set_requires_gradient_sync") return "apply";
+  if (step == "unshard" || step == "reshard") return "collective";
+  if (step == "load_state_dict") return "load_state_dict";
   if (step == "backward") return "backward";
   if (step == "sgd_step" || step == "zero_grad") return "optimizer";
   if (step == "apply") return "apply";
@@ -46,7 +51,9 @@ std::string phase_of(const std::string& step, const json& body) {
     return "tracker";
   }
   if (step == "observe") {
-    if (body.contains("state_dict") || body.contains("state_dict_keys")) return "state_dict";
+    if (body.contains("state_dict") || body.contains("state_dict_keys") || body.contains("state_dict_layout")) {
+      return "state_dict";
+    }
     return "observe";
   }
   return "build";
@@ -148,6 +155,20 @@ class CaseRun {
       for (const auto& t : part.tensors()) loss = loss.defined() ? loss + t.sum() : t.sum();
       if (!loss.defined()) throw std::invalid_argument("backward: the value holds no tensor");
       loss.backward();
+    } else if (name == "mse_loss") {
+      const torch::Tensor& input = value(body.at("input")).tensor();
+      const torch::Tensor& target = value(body.at("target")).tensor();
+      values_[body.at("as").get<std::string>()] = torch::mse_loss(input, target.to(input.device()));
+    } else if (name == "load_state_dict") {
+      model(body.at("model")).load_state_dict(model(body.at("from")).state_dict());
+    } else if (name == "set_requires_gradient_sync") {
+      set_requires_gradient_sync(model(body.at("model")), body.at("value").get<bool>());
+    } else if (name == "to_device") {
+      model(body.at("model")).to(torch::Device(body.at("device").get<std::string>()));
+    } else if (name == "unshard") {
+      fully_shard::unshard(model(body.at("model")));
+    } else if (name == "reshard") {
+      fully_shard::reshard(model(body.at("model")));
     } else if (name == "zero_grad") {
       model(body.at("model")).zero_grad();
     } else if (name == "sgd_step") {
@@ -246,10 +267,12 @@ class CaseRun {
     return module;
   }
 
-  composable::Contract& api_named(const json& name) {
+  // An API of define_api, else a built-in one (replicate, fully_shard).
+  const composable::Contract& api_named(const json& name) {
     auto it = apis_.find(name.get<std::string>());
-    if (it == apis_.end()) throw std::invalid_argument("no API named '" + name.get<std::string>() + "'");
-    return *it->second;
+    if (it != apis_.end()) return *it->second;
+    if (const composable::Contract* builtin = builtin_contract(name.get<std::string>())) return *builtin;
+    throw std::invalid_argument("no API named '" + name.get<std::string>() + "'");
   }
 
   tools::ModTracker& tracker(const json& name) {
@@ -301,7 +324,17 @@ class CaseRun {
   }
 
   void run_apply(const json& body) {
-    composable::Contract& api = api_named(body.at("api"));
+    const std::string name = body.at("api").get<std::string>();
+    if (!apis_.count(name) && builtin_contract(name)) {
+      apply_builtin(name, body.at("to"), body.value("kwargs", json::object()),
+                    [this](const json& ref) { return module_ref(ref); });
+      if (body.contains("as") && !body["to"].is_array()) models_[body["as"].get<std::string>()] = module_ref(body["to"]);
+      return;
+    }
+    if (body.contains("kwargs") && !body["kwargs"].empty()) {
+      throw std::invalid_argument("apply.kwargs: API '" + name + "' (define_api) takes no keyword arguments");
+    }
+    const composable::Contract& api = api_named(body.at("api"));
     const json& to = body.at("to");
     composable::Contract::Returned returned;
     if (to.is_array()) {
@@ -360,11 +393,7 @@ class CaseRun {
     auto strings = [](const std::vector<std::string>& items) {
       return json{{"kind", "strings"}, {"items", items}};
     };
-    auto named = [](const nn::NamedTensors& items) {
-      json list = json::array();
-      for (const auto& [fqn, t] : items) list.push_back(json::array({fqn, values::encode_tensor(t)}));
-      return json{{"kind", "named_tensors"}, {"items", list}};
-    };
+    auto named = [](const nn::NamedTensors& items) { return named_tensors_json(items); };
     auto names = [](const nn::NamedTensors& items) {
       std::vector<std::string> out;
       for (const auto& item : items) out.push_back(item.first);
@@ -440,7 +469,7 @@ class CaseRun {
       obs = {{"kind", "json"}, {"value", out}};
     } else if (body.contains("state_identity")) {
       const json& spec = body["state_identity"];
-      composable::Contract& api = api_named(spec.at("api"));
+      const composable::Contract& api = api_named(spec.at("api"));
       std::vector<const void*> states;
       for (const auto& ref : spec.at("modules")) states.push_back(api.state(*module_ref(ref)).get());
       obs = {{"kind", "json"}, {"value", identities(states)}};
@@ -454,7 +483,13 @@ class CaseRun {
       }
       obs = {{"kind", "json"}, {"value", value}};
     } else {
-      throw Unsupported("observe: unknown kind of observation in " + body.dump());
+      std::string kind;
+      for (const auto& item : body.items()) {
+        if (item.key() != "as") kind = item.key();
+      }
+      auto builtin = observe_builtin(kind, body.at(kind), [this](const json& ref) { return module_ref(ref); });
+      if (!builtin) throw Unsupported("observe: unknown kind of observation in " + body.dump());
+      obs = *builtin;
     }
     observations_[as] = obs;
   }
@@ -499,11 +534,8 @@ class CaseRun {
     return it->second;
   }
 
-  nn::Module& model(const json& name) {
-    auto it = models_.find(name.get<std::string>());
-    if (it == models_.end()) throw std::invalid_argument("no model named '" + name.get<std::string>() + "'");
-    return *it->second;
-  }
+  // A model of the case or one of its submodules (`m.sub.0`).
+  nn::Module& model(const json& name) { return *module_ref(name); }
 
   const nn::Value& value(const json& name) {
     auto it = values_.find(name.get<std::string>());
@@ -534,14 +566,16 @@ Session::Session(int rank, int world_size, std::string backend, std::string devi
     : rank_(rank), world_size_(world_size), backend_(std::move(backend)), device_(std::move(device)) {
   if (device_ != "cpu") throw Unsupported("device '" + device_ + "' is not supported by " + kName);
   process_group_ = distributed::ProcessGroup::from_env(backend_);
+  distributed::set_default_process_group(process_group_);
 }
 
-Session::~Session() = default;
+Session::~Session() { distributed::set_default_process_group(nullptr); }
 
 json Session::hello() const {
   return {{"name", kName},
           {"version", kVersion},
-          {"capabilities", json::array({"fixtures", "hooks", "contract", "mod_tracker", "checkpoint"})},
+          {"capabilities",
+           json::array({"fixtures", "hooks", "contract", "mod_tracker", "checkpoint", "replicate", "fully_shard"})},
           {"backends", json::array({"gloo"})},
           {"devices", json::array({"cpu"})},
           {"build", {{"libtorch", TORCH_VERSION}, {"cuda", nullptr}}},

@@ -3,7 +3,23 @@ import subprocess
 import sys
 import unittest
 
+import yaml
+
 from runners.tests.support import ROOT, TempSuite, case
+
+LINEAR = {"class": "Linear", "in": 2, "out": 2}
+NET = {"classes": {"Net": {"members": [{"name": f"fc{i}", "module": dict(LINEAR)} for i in (1, 2)],
+                           "forward": {"params": ["x"],
+                                       "body": [{"op": "call", "module": "fc1", "args": ["x"], "as": "h"},
+                                                {"op": "call", "module": "fc2", "args": ["h"], "as": "out"}],
+                                       "return": "out"}}},
+       "fixtures": [{"name": "Net", "root": "Net", "source": "new", "input": {"args": [{"shape": [4, 2]}]}}]}
+
+
+def with_net(cases: list) -> TempSuite:
+    suite = TempSuite(cases)
+    (suite.dir / "fixtures" / "net.yaml").write_text(yaml.safe_dump(NET))
+    return suite
 
 
 def validate(suite: TempSuite) -> tuple[int, str]:
@@ -42,6 +58,91 @@ class Validate(unittest.TestCase):
             "ref.yaml: case t.ref: field expect[0].equal: no step observes 'y'",
             "area.yaml: case t.area: field id: must start with its folder's area 'other.'",
             "rule2.yaml: case t.rule: field id: duplicate id",
+        ]:
+            self.assertIn(expected, output)
+
+
+class ReplicateAndFullyShardVocabulary(unittest.TestCase):
+    """The steps and observations of spec/replicate.md and spec/fully_shard.md."""
+
+    def test_every_new_step_and_observation_is_valid(self):
+        steps = [
+            {"build": {"fixture": "Net", "as": "m"}},
+            {"build": {"fixture": "Net", "as": "n", "seed": 1}},
+            {"apply": {"api": "fully_shard", "to": "m.fc1", "kwargs": {"reshard_after_forward": 2,
+                                                                     "ignored_params": ["m.fc1.bias"]}}},
+            {"apply": {"api": "replicate", "to": ["n"], "kwargs": {"ignored_modules": ["n.fc1"], "device_id": "cpu",
+                                                                   "bucket_cap_mb": 1.5}}},
+            {"set_requires_gradient_sync": {"model": "m", "value": False}},
+            {"unshard": {"model": "m.fc1"}},
+            {"reshard": {"model": "m.fc1"}},
+            {"load_state_dict": {"model": "m.fc2", "from": "n.fc2"}},
+            {"batch": {"as": "x", "shape": [4, 2]}},
+            {"forward": {"model": "m.fc1", "args": ["x"], "as": "y"}},
+            {"mse_loss": {"input": "y", "target": "x", "as": "loss"}},
+            {"observe": {"as": "loss", "value": "loss"}},
+            {"observe": {"as": "t", "type_name": "m.fc1"}},
+            {"observe": {"as": "d", "replicate_device_ids": "n"}},
+            {"observe": {"as": "g", "grad_storage_groups": "n"}},
+            {"observe": {"as": "pl", "parameter_layout": "m"}},
+            {"observe": {"as": "sl", "state_dict_layout": "m"}},
+            {"observe": {"as": "fp", "full_parameters": "m"}},
+            {"observe": {"as": "mp", "managed_parameters": {"api": "fully_shard", "module": "m.fc1"}}},
+        ]
+        code, output = validate(with_net([case("t.ok", [{"same_across_ranks": "loss"}], steps=steps)]))
+        self.assertEqual(code, 0, output)
+
+    def test_names_used_before_they_are_defined(self):
+        steps = [
+            {"build": {"fixture": "Net", "as": "m"}},
+            {"mse_loss": {"input": "y", "target": "m", "as": "loss"}},
+            {"load_state_dict": {"model": "m", "from": "n"}},
+            {"set_requires_gradient_sync": {"model": "n.fc1", "value": True}},
+            {"unshard": {"model": "n"}},
+            {"reshard": {"model": "n"}},
+            {"apply": {"api": "replicate", "to": "m", "kwargs": {"ignored_modules": ["n.fc1"]}}},
+            {"forward": {"model": "n.fc1", "args": []}},
+            {"observe": {"as": "mp", "managed_parameters": {"api": "replicate", "module": "n"}}},
+            {"observe": {"as": "st", "state": {"api": "replicate", "module": "n.fc1", "key": "k"}}},
+            {"observe": {"as": "t", "type_name": "n"}},
+        ]
+        code, output = validate(with_net([case("t.refs", [{"equal": {"actual": "t", "value": "Net"}}], steps=steps)]))
+        self.assertEqual(code, 1)
+        for expected in [
+            "field steps[1].mse_loss.input: 'y' is not a value defined before this step",
+            "field steps[1].mse_loss.target: 'm' is not a value defined before this step",
+            "field steps[2].load_state_dict.from: 'n' is not a model built before this step",
+            "field steps[3].set_requires_gradient_sync.model: 'n.fc1' is not a model built before this step",
+            "field steps[4].unshard.model: 'n' is not a model built before this step",
+            "field steps[5].reshard.model: 'n' is not a model built before this step",
+            "field steps[6].apply.kwargs.ignored_modules[0]: 'n.fc1' is not in a model built before this step",
+            "field steps[7].forward.model: 'n.fc1' is not a model built before this step",
+            "field steps[8].observe.managed_parameters.module: 'n' is not defined before this step",
+            "field steps[9].observe.state.module: 'n.fc1' is not defined before this step",
+            "field steps[10].observe.type_name: 'n' is not defined before this step",
+        ]:
+            self.assertIn(expected, output)
+        self.assertNotIn("steps[2].load_state_dict.model", output)
+
+    def test_schema_of_the_new_steps(self):
+        steps = [
+            {"build": {"fixture": "Net", "as": "m"}},
+            {"set_requires_gradient_sync": {"model": "m", "value": "no"}},
+            {"mse_loss": {"input": "x", "as": "loss"}},
+            {"unshard": {"model": "m", "async": True}},
+            {"observe": {"as": "mp", "managed_parameters": {"api": "replicate", "module": "m", "extra": 1}}},
+            {"observe": {"as": "mq", "managed_parameters": {"module": "m"}}},
+            {"apply": {"api": "replicate", "to": "m", "kwargs": []}},
+        ]
+        code, output = validate(with_net([case("t.schema", [{"no_error": "mp"}], steps=steps)]))
+        self.assertEqual(code, 1)
+        for expected in [
+            "field steps[1].set_requires_gradient_sync.value: 'no' is not of type 'boolean'",
+            "field steps[2].mse_loss: 'target' is a required property",
+            "field steps[3].unshard: Additional properties are not allowed ('async' was unexpected)",
+            "field steps[4].observe.managed_parameters: Additional properties are not allowed ('extra' was unexpected)",
+            "field steps[5].observe.managed_parameters: 'api' is a required property",
+            "field steps[6].apply.kwargs: [] is not of type 'object'",
         ]:
             self.assertIn(expected, output)
 

@@ -104,11 +104,11 @@ Contract::Contract(std::string name, Body body, StateFactory make_state)
       identity_(std::make_shared<const char>('c')) {}
 
 Contract::Returned Contract::operator()(const std::shared_ptr<nn::Module>& module) const {
-  return apply({module}, false);
+  return call({module}, false, body_);
 }
 
 Contract::Returned Contract::operator()(const Modules& modules) const {
-  return apply(modules, true);
+  return call(modules, true, body_);
 }
 
 std::shared_ptr<State> Contract::state(const nn::Module& module) const {
@@ -120,7 +120,7 @@ std::shared_ptr<State> Contract::state(const nn::Module& module) const {
   return nullptr;
 }
 
-Contract::Returned Contract::apply(const Modules& input, bool is_list) const {
+Contract::Returned Contract::call(const Modules& input, bool is_list, const Body& body) const {
   const Modules modules = is_list ? get_root_modules(input) : input;
   auto state = make_state_();  // shared across all modules of the call
   auto item = std::make_shared<RegistryItem>();
@@ -145,7 +145,7 @@ Contract::Returned Contract::apply(const Modules& input, bool is_list) const {
     before.push_back(snapshot(*module));
   }
 
-  std::optional<Returned> returned = body_(input, is_list);
+  std::optional<Returned> returned = body(input, is_list);
   const Returned result = returned ? *returned : Returned{input, is_list};
   // A returned module is checked as is; a returned list is checked through
   // the input's roots (PyTorch checks `inp_module` then).

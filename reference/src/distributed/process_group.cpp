@@ -292,4 +292,21 @@ torch::Tensor ProcessGroup::reduce_scatter(const torch::Tensor& input, ReduceOp 
 
 void ProcessGroup::barrier() { native_->barrier()->wait(); }
 
+namespace {
+std::shared_ptr<ProcessGroup>& default_group_slot() {
+  static std::shared_ptr<ProcessGroup> group;
+  return group;
+}
+}  // namespace
+
+void set_default_process_group(std::shared_ptr<ProcessGroup> group) { default_group_slot() = std::move(group); }
+
+std::shared_ptr<ProcessGroup> default_process_group() {
+  if (!default_group_slot()) {
+    throw std::invalid_argument(
+        "Default process group has not been initialized, please make sure to call init_process_group.");
+  }
+  return default_group_slot();
+}
+
 }  // namespace ccts::distributed

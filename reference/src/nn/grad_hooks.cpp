@@ -31,7 +31,34 @@ bool will_execute(torch::autograd::Node* node) {
   return it != exec_info->end() && it->second.should_execute();
 }
 
+class PostAccumulateHook : public torch::autograd::FunctionPostHook {
+ public:
+  explicit PostAccumulateHook(std::function<void()> fn) : fn_(std::move(fn)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    fn_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> fn_;
+};
+
 }  // namespace
+
+std::shared_ptr<void> register_post_accumulate_grad_hook(const torch::Tensor& leaf, std::function<void()> fn) {
+  if (!leaf.requires_grad() || leaf.grad_fn()) {
+    throw std::invalid_argument("post-accumulate-grad hooks need a leaf tensor that requires grad");
+  }
+  std::shared_ptr<torch::autograd::Node> accumulator = torch::autograd::impl::grad_accumulator(leaf);
+  accumulator->add_post_hook(std::make_unique<PostAccumulateHook>(std::move(fn)));
+  return accumulator;
+}
+
+bool will_accumulate_grad(const torch::Tensor& leaf) {
+  auto accumulator = torch::autograd::impl::try_get_grad_accumulator(leaf);
+  return accumulator && will_execute(accumulator.get());
+}
 
 bool in_backward() { return torch::autograd::get_current_graph_task_exec_info() != nullptr; }
 

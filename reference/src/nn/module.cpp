@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "backward_hook.h"
+#include "ccts/errors.h"
 
 namespace ccts::nn {
 
@@ -93,7 +94,9 @@ Module::Module(std::string type_name)
       forward_pre_hooks_(std::make_shared<HookList<ForwardPreHook>>()),
       forward_hooks_(std::make_shared<HookList<ForwardHook>>()),
       backward_pre_hooks_(std::make_shared<HookList<BackwardPreHook>>()),
-      backward_hooks_(std::make_shared<HookList<BackwardHook>>()) {}
+      backward_hooks_(std::make_shared<HookList<BackwardHook>>()),
+      state_dict_pre_hooks_(std::make_shared<HookList<StateDictPreHook>>()),
+      load_state_dict_pre_hooks_(std::make_shared<HookList<StateDictPreHook>>()) {}
 
 Module::~Module() = default;
 
@@ -351,6 +354,7 @@ void Module::collect_state_dict(const std::string& prefix, bool keep_vars, State
 }
 
 StateDict Module::state_dict(const std::string& prefix, bool keep_vars) {
+  run_state_dict_pre_hooks(false);
   StateDict out;
   collect_state_dict(prefix.empty() ? prefix : prefix + ".", keep_vars, out);
   return out;
@@ -395,6 +399,7 @@ void Module::load_from_state_dict(const std::string& prefix,
 }
 
 IncompatibleKeys Module::load_state_dict(const StateDict& state_dict, bool strict) {
+  run_state_dict_pre_hooks(true);
   std::map<std::string, torch::Tensor> sd(state_dict.begin(), state_dict.end());
   IncompatibleKeys result;
   std::vector<std::string> errors;
@@ -436,6 +441,7 @@ std::shared_ptr<Module> Module::deep_copy() const {
 std::shared_ptr<Module> Module::deep_copy(DeepCopyMemo& memo) const {
   auto found = memo.modules.find(this);
   if (found != memo.modules.end()) return found->second;
+  if (!deep_copy_error_.empty()) throw AssertionError(deep_copy_error_);
   std::shared_ptr<Module> copy = clone_shallow();
   memo.modules.emplace(this, copy);
   copy->annotations_.clear();
@@ -450,6 +456,8 @@ std::shared_ptr<Module> Module::deep_copy(DeepCopyMemo& memo) const {
   copy->forward_hooks_ = std::make_shared<HookList<ForwardHook>>(*forward_hooks_);
   copy->backward_pre_hooks_ = std::make_shared<HookList<BackwardPreHook>>(*backward_pre_hooks_);
   copy->backward_hooks_ = std::make_shared<HookList<BackwardHook>>(*backward_hooks_);
+  copy->state_dict_pre_hooks_ = std::make_shared<HookList<StateDictPreHook>>(*state_dict_pre_hooks_);
+  copy->load_state_dict_pre_hooks_ = std::make_shared<HookList<StateDictPreHook>>(*load_state_dict_pre_hooks_);
   return copy;
 }
 
@@ -532,6 +540,19 @@ HookHandle Module::register_full_backward_pre_hook(BackwardPreHook hook) {
 }
 HookHandle Module::register_full_backward_hook(BackwardHook hook) {
   return backward_hooks_->add(std::move(hook));
+}
+HookHandle Module::register_state_dict_pre_hook(StateDictPreHook hook) {
+  return state_dict_pre_hooks_->add(std::move(hook));
+}
+HookHandle Module::register_load_state_dict_pre_hook(StateDictPreHook hook) {
+  return load_state_dict_pre_hooks_->add(std::move(hook));
+}
+
+void Module::run_state_dict_pre_hooks(bool load) {
+  for (auto& [path, module] : modules_in_order("", true, true)) {
+    const auto& hooks = load ? module->load_state_dict_pre_hooks_ : module->state_dict_pre_hooks_;
+    for (const auto& entry : hooks->snapshot()) entry.fn(*module);
+  }
 }
 std::size_t Module::hook_count() const {
   return forward_pre_hooks_->size() + forward_hooks_->size() + backward_pre_hooks_->size() +

@@ -18,6 +18,8 @@ def kind_of(error: BaseException) -> str:
         return "assertion"
     if isinstance(error, RuntimeError) and "Composable distributed API implementations cannot modify" in message:
         return "fqn_modified"
+    if isinstance(error, RuntimeError) and message.startswith("FSDP state has already been lazily initialized"):
+        return "lazy_init"
     if isinstance(error, NotImplementedError):
         return "not_implemented"
     if isinstance(error, (ValueError, TypeError, KeyError, IndexError, AttributeError)):

@@ -9,12 +9,17 @@ import torch.nn as nn
 
 from runners import portable_values as pv
 
+from . import composable as cp
 from . import fixtures as fx
 from .errors import Unsupported, error_json
 
-PHASES = {"forward": "forward", "backward": "backward", "sgd_step": "optimizer", "zero_grad": "optimizer",
-          "apply": "apply", "tracker": "tracker", "track": "tracker", "register_user_hooks": "tracker",
-          "clear_user_hooks": "tracker"}
+# unshard all-gathers and reshard ends what it started: both count as the collective phase.
+PHASES = {"forward": "forward", "mse_loss": "forward", "backward": "backward", "sgd_step": "optimizer",
+          "zero_grad": "optimizer", "apply": "apply", "set_requires_gradient_sync": "apply",
+          "unshard": "collective", "reshard": "collective", "load_state_dict": "load_state_dict",
+          "tracker": "tracker", "track": "tracker", "register_user_hooks": "tracker", "clear_user_hooks": "tracker"}
+# Observations that read a state_dict fail in the state_dict phase.
+STATE_DICT_OBSERVATIONS = ("state_dict", "state_dict_keys", "state_dict_layout")
 
 
 def capabilities() -> list[str]:
@@ -31,6 +36,9 @@ def capabilities() -> list[str]:
         caps += ["mod_tracker", "checkpoint"]
     except ImportError:
         pass
+    caps += [name for name in cp.BUILTIN_APIS if cp.builtin_api(name) is not None]
+    if torch.cuda.is_available():
+        caps.append("cuda")
     return caps
 
 
@@ -41,7 +49,8 @@ class StepError(Exception):
 
 
 def encode(t: torch.Tensor) -> dict[str, Any]:
-    t = t.detach().to("cpu").contiguous()
+    # A sharded tensor is observed as this rank's shard (spec/CASES.md).
+    t = cp.local(t).detach().to("cpu").contiguous()
     names = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
              torch.bfloat16: "bfloat16", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
     dtype = names[t.dtype]
@@ -55,6 +64,7 @@ class CaseRun:
         self.fixtures = message.get("fixtures") or {}
         self.rank = rank
         self.world_size = world_size
+        self.device = message.get("device", "cpu")
         self.models: dict[str, nn.Module] = {}
         self.values: dict[str, Any] = {}
         self.inputs: dict[str, tuple[list, dict]] = {}
@@ -86,7 +96,7 @@ class CaseRun:
                     raise
                 phase = PHASES.get(name, "build")
                 if name == "observe":
-                    phase = "state_dict" if ("state_dict" in body or "state_dict_keys" in body) else "observe"
+                    phase = "state_dict" if any(k in body for k in STATE_DICT_OBSERVATIONS) else "observe"
                 raise StepError(error_json(e, phase, step_path)) from None
 
     def unknown(self, name: str):
@@ -105,7 +115,7 @@ class CaseRun:
 
     def step_copy(self, body: dict[str, Any], path: str) -> None:
         import copy
-        self.models[body["as"]] = copy.deepcopy(self.models[body["from"]])
+        self.models[body["as"]] = copy.deepcopy(self.module(body["from"]))
 
     def step_input(self, body: dict[str, Any], path: str) -> None:
         args, kwargs = fx.make_input(self.fixture(body["fixture"]), self.seed(body))
@@ -138,7 +148,7 @@ class CaseRun:
             args, kwargs = list(args), dict(kwargs)
         args += [self.values[a] for a in body.get("args", [])]
         kwargs.update({k: self.values[v] for k, v in (body.get("kwargs") or {}).items()})
-        out = self.models[body["model"]](*args, **kwargs)
+        out = self.module(body["model"])(*args, **kwargs)
         if "as" in body:
             self.values[body["as"]] = out
 
@@ -155,13 +165,26 @@ class CaseRun:
         loss.backward()
 
     def step_zero_grad(self, body: dict[str, Any], path: str) -> None:
-        self.models[body["model"]].zero_grad(set_to_none=True)
+        self.module(body["model"]).zero_grad(set_to_none=True)
 
     def step_sgd_step(self, body: dict[str, Any], path: str) -> None:
         with torch.no_grad():
-            for p in self.models[body["model"]].parameters():
+            for p in self.module(body["model"]).parameters():
                 if p.grad is not None:
                     p.add_(p.grad, alpha=-body["lr"])
+
+    def step_mse_loss(self, body: dict[str, Any], path: str) -> None:
+        self.values[body["as"]] = torch.nn.functional.mse_loss(self.values[body["input"]], self.values[body["target"]])
+
+    def step_load_state_dict(self, body: dict[str, Any], path: str) -> None:
+        try:
+            state = self.module(body["from"]).state_dict()
+        except Exception as e:  # noqa: BLE001 - saving failed, not loading
+            raise StepError(error_json(e, "state_dict", path)) from None
+        self.module(body["model"]).load_state_dict(state)
+
+    def step_to_device(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).to(torch.device(body["device"]))
 
     def step_raises(self, body: dict[str, Any], path: str) -> None:
         recorded = None
@@ -194,10 +217,10 @@ class CaseRun:
         elif kind in ("tracker_events", "tracker_state"):
             obs = as_json(self.events[ref] if kind == "tracker_events" else self.tracker_state(ref))
         elif kind == "state_identity":
-            api = self.apis[ref["api"]]
+            api = self.api(ref["api"])
             obs = as_json(identities([api.state(self.module(m)) for m in ref["modules"]]))
         elif kind == "state":
-            state = self.apis[ref["api"]].state(self.module(ref["module"]))
+            state = self.api(ref["api"]).state(self.module(ref["module"]))
             obs = as_json(None if state is None else getattr(state, ref["key"], None))
         elif kind == "registry":
             from torch.distributed._composable import _get_registry
@@ -215,6 +238,8 @@ class CaseRun:
                     out.append(flat[k:k + len(r)])
                     k += len(r)
             obs = as_json(out)
+        elif kind == "managed_parameters":
+            obs = observe_managed(ref["api"], self.module(ref["module"]))
         else:
             model = self.module(ref)
             if kind == "named_parameters":
@@ -235,6 +260,19 @@ class CaseRun:
                 obs = as_json({n: list(p.shape) for n, p in model.named_parameters()})
             elif kind == "grads":
                 obs = named((n, p.grad) for n, p in model.named_parameters() if p.grad is not None)
+            elif kind == "type_name":
+                obs = as_json(type(model).__name__)
+            elif kind == "replicate_device_ids":
+                obs = as_json(cp.replicate_device_ids(model))
+            elif kind == "grad_storage_groups":
+                obs = as_json(cp.grad_storage_groups(model))
+            elif kind == "parameter_layout":
+                obs = as_json({n: cp.tensor_layout(p) for n, p in model.named_parameters()})
+            elif kind == "state_dict_layout":
+                obs = as_json({k: cp.tensor_layout(v) for k, v in model.state_dict().items()})
+            elif kind == "full_parameters":
+                with torch.no_grad():
+                    obs = named([(n, cp.full_tensor(p)) for n, p in model.named_parameters()])
             else:
                 raise Unsupported(f"observe: unknown kind '{kind}'")
         self.observations[body["as"]] = obs
@@ -301,12 +339,45 @@ class CaseRun:
         from .test_api import make_test_api
         self.apis[body["name"]] = make_test_api(body, self.observations)
 
+    def api(self, name: str) -> Any:
+        """A define_api test API of this case, else PyTorch's replicate or fully_shard."""
+        if name in self.apis:
+            return self.apis[name]
+        if name in cp.BUILTIN_APIS:
+            api = cp.builtin_api(name)
+            if api is None:
+                raise Unsupported(f"{name} is not available in PyTorch {torch.__version__}")
+            return api
+        raise ValueError(f"API '{name}' is neither defined by define_api nor built in")
+
     def step_apply(self, body: dict[str, Any], path: str) -> None:
         to = body["to"]
+        api = self.api(body["api"])
         target = [self.module(r) for r in to] if isinstance(to, list) else self.module(to)
-        returned = self.apis[body["api"]](target)
+        kwargs = cp.convert_kwargs(body.get("kwargs") or {}, self.module, self.parameter)
+        if body["api"] == "fully_shard" and body["api"] not in self.apis and cp.cpu_mesh_needed(self.device):
+            kwargs.setdefault("mesh", cp.whole_world_mesh("cpu", self.world_size))
+        returned = api(target, **kwargs)
         if "as" in body and isinstance(returned, nn.Module):
             self.models[body["as"]] = returned
+
+    def parameter(self, ref: str) -> nn.Parameter:
+        """`model.<path>.<name>`: a parameter of a model or of one of its submodules."""
+        head, _, rest = ref.partition(".")
+        if not rest:
+            raise ValueError(f"'{ref}' names a model, not a parameter (model.<path>.<name>)")
+        return self.models[head].get_parameter(rest)
+
+    def step_set_requires_gradient_sync(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).set_requires_gradient_sync(body["value"])
+
+    def step_unshard(self, body: dict[str, Any], path: str) -> None:
+        handle = self.module(body["model"]).unshard()
+        if handle is not None:  # an async handle (PyTorch returns None when it waited itself)
+            handle.wait()
+
+    def step_reshard(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).reshard()
 
 
 def flatten(value: Any) -> list:
@@ -353,6 +424,15 @@ def observe_value(value: Any) -> dict[str, Any]:
         walk(value, "")
         return {"kind": "named_tensors", "items": items}
     return {"kind": "json", "value": value}
+
+
+def observe_managed(api: str, module: nn.Module) -> dict[str, Any]:
+    if api == "replicate":
+        return {"kind": "strings", "items": cp.replicate_managed(module)}
+    if api == "fully_shard":
+        names = cp.fully_shard_managed(module)
+        return {"kind": "json", "value": None} if names is None else {"kind": "strings", "items": names}
+    raise ValueError(f"managed_parameters: api must be replicate or fully_shard, not '{api}'")
 
 
 def run_case(message: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:

@@ -53,6 +53,9 @@ class Contract {
   Returned operator()(const std::shared_ptr<nn::Module>& module) const;
   // Applies the API to a list of modules (state on its root modules only).
   Returned operator()(const Modules& modules) const;
+  // One call with its own arguments bound into `body` (Python's
+  // func(module, **kwargs)): replicate and fully_shard pass their options so.
+  Returned call(const Modules& input, bool is_list, const Body& body) const;
 
   // func.state(module): this API's state on the module, or nullptr.
   std::shared_ptr<State> state(const nn::Module& module) const;
@@ -63,7 +66,6 @@ class Contract {
   const std::string& name() const { return name_; }
 
  private:
-  Returned apply(const Modules& input, bool is_list) const;
 
   std::string name_;
   Body body_;

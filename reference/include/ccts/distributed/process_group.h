@@ -93,4 +93,10 @@ class ProcessGroup {
   c10::intrusive_ptr<compat::NativeGroup> native_;
 };
 
+// torch.distributed's default group (what init_process_group creates): the
+// group replicate and fully_shard use. The adapter sets it once per session.
+void set_default_process_group(std::shared_ptr<ProcessGroup> group);
+// Throws std::invalid_argument with PyTorch's message when none is set.
+std::shared_ptr<ProcessGroup> default_process_group();
+
 }  // namespace ccts::distributed

@@ -30,6 +30,15 @@ class OncePerBackward : public std::enable_shared_from_this<OncePerBackward> {
   std::set<const void*> seen_;
 };
 
+// Tensor.register_post_accumulate_grad_hook, on LibTorch's AccumulateGrad
+// node (as c10d's Reducer does): `fn` runs after a backward has accumulated
+// into `leaf.grad()`. Autograd holds that node weakly; the returned pointer
+// keeps it, and with it the hook, alive: keep it as long as the hook.
+std::shared_ptr<void> register_post_accumulate_grad_hook(const torch::Tensor& leaf, std::function<void()> fn);
+// torch._C._will_engine_execute_node for a leaf's AccumulateGrad: whether the
+// running backward will accumulate into `leaf.grad()`.
+bool will_accumulate_grad(const torch::Tensor& leaf);
+
 enum class MultiGradMode { All, Any };
 // mode All: `fn` once per backward, when every tensor that backward will
 // compute a gradient for has received it. mode Any: `fn` once per backward,

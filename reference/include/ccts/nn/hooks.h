@@ -38,6 +38,9 @@ using BackwardPreHook =
 using BackwardHook = std::function<std::optional<TensorList>(
     Module&, const TensorList& grad_input, const TensorList& grad_output)>;
 
+// A state-dict pre-hook: sees the module whose state is about to be saved or loaded.
+using StateDictPreHook = std::function<void(Module&)>;
+
 class HookHandle {
  public:
   HookHandle() = default;

@@ -45,6 +45,12 @@ class Module : public std::enable_shared_from_this<Module> {
 
   // type(module).__name__: how ModTracker and error messages name it.
   const std::string& type_name() const { return type_name_; }
+  // `module.__class__ = new_cls`: replicate and fully_shard rename the class
+  // they mix into (DDPNet, FSDPLinear); repr and messages follow.
+  void set_type_name(std::string name) { type_name_ = std::move(name); }
+  // A class whose __deepcopy__ raises AssertionError(message): deep_copy of
+  // this module, or of any tree holding it, throws ccts::AssertionError.
+  void forbid_deep_copy(std::string message) { deep_copy_error_ = std::move(message); }
 
   // __call__: global and module forward pre-hooks, backward-hook set-up,
   // forward, forward hooks (global first), in PyTorch's order.
@@ -117,6 +123,11 @@ class Module : public std::enable_shared_from_this<Module> {
   [[nodiscard]] HookHandle register_forward_hook(ForwardHook hook, bool always_call = false);
   [[nodiscard]] HookHandle register_full_backward_pre_hook(BackwardPreHook hook);
   [[nodiscard]] HookHandle register_full_backward_hook(BackwardHook hook);
+  // _register_state_dict_pre_hook / _register_load_state_dict_pre_hook: run
+  // on each module of the tree, parents first, before state_dict() collects
+  // or load_state_dict() copies (fully_shard reshards there).
+  [[nodiscard]] HookHandle register_state_dict_pre_hook(StateDictPreHook hook);
+  [[nodiscard]] HookHandle register_load_state_dict_pre_hook(StateDictPreHook hook);
   std::size_t hook_count() const;
 
  protected:
@@ -137,6 +148,7 @@ class Module : public std::enable_shared_from_this<Module> {
                             std::vector<std::string>& missing,
                             std::vector<std::string>& error_messages);
   void state_dict_keys(const std::string& prefix, std::vector<std::string>& out) const;
+  void run_state_dict_pre_hooks(bool load);
 
   std::string type_name_;
   bool training_ = true;
@@ -149,6 +161,9 @@ class Module : public std::enable_shared_from_this<Module> {
   std::shared_ptr<HookList<ForwardHook>> forward_hooks_;
   std::shared_ptr<HookList<BackwardPreHook>> backward_pre_hooks_;
   std::shared_ptr<HookList<BackwardHook>> backward_hooks_;
+  std::shared_ptr<HookList<StateDictPreHook>> state_dict_pre_hooks_;
+  std::shared_ptr<HookList<StateDictPreHook>> load_state_dict_pre_hooks_;
+  std::string deep_copy_error_;
 };
 
 // Gives a module type its clone_shallow() from its copy constructor.

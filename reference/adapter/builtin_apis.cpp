@@ -1,0 +1,175 @@
+#include "builtin_apis.h"
+
+#include <map>
+#include <stdexcept>
+
+#include <torch/torch.h>
+
+#include "ccts/errors.h"
+#include "ccts/fully_shard/fully_shard.h"
+#include "ccts/replicate/replicate.h"
+#include "ccts/values/codec.h"
+
+namespace ccts::adapter {
+
+namespace {
+
+// A kwarg as the Python value a PyTorch adapter would pass: integers, strings
+// (devices), booleans, numbers, null and lists of those.
+nn::Value python_value(const json& v) {
+  if (v.is_null()) return nn::Value();
+  if (v.is_boolean()) return nn::Value(v.get<bool>());
+  if (v.is_number_integer()) return nn::Value(v.get<std::int64_t>());
+  if (v.is_number()) return nn::Value(v.get<double>());
+  if (v.is_string()) return nn::Value(v.get<std::string>());
+  if (v.is_array()) {
+    nn::Value::Items items;
+    for (const auto& item : v) items.push_back(python_value(item));
+    return nn::Value::list(std::move(items));
+  }
+  throw std::invalid_argument("apply.kwargs: cannot pass " + v.dump());
+}
+
+// `model.<path>.<name>`: a parameter of a module.
+torch::Tensor parameter_ref(const json& ref, const ModuleRef& module_ref) {
+  const std::string text = ref.get<std::string>();
+  const std::size_t dot = text.rfind('.');
+  if (dot == std::string::npos) throw std::invalid_argument("'" + text + "' is not a parameter reference (model.<path>.<name>)");
+  auto module = module_ref(json(text.substr(0, dot)));
+  const std::string name = text.substr(dot + 1);
+  if (!module->has_parameter(name)) throw std::invalid_argument("'" + text + "' names no parameter");
+  return module->parameter(name);
+}
+
+void check_kwargs(const json& kwargs, std::initializer_list<const char*> known, const std::string& api) {
+  for (const auto& item : kwargs.items()) {
+    bool found = false;
+    for (const char* k : known) found = found || item.key() == k;
+    if (!found) throw std::invalid_argument(api + "() got an unexpected keyword argument '" + item.key() + "'");
+  }
+}
+
+json layout_json(const torch::Tensor& t) {
+  if (auto layout = fully_shard::sharded_layout(t)) {
+    return {{"sharded", true},
+            {"shape", layout->global_shape},
+            {"local_shape", t.sizes().vec()},
+            {"placements", layout->placements}};
+  }
+  return {{"sharded", false}, {"shape", t.sizes().vec()}};
+}
+
+// Parameters with a gradient, grouped by the storage the gradients live in.
+json grad_storage_groups(nn::Module& module) {
+  std::vector<std::pair<const void*, std::vector<std::string>>> groups;
+  for (const auto& [fqn, p] : module.named_parameters()) {
+    if (!p.grad().defined()) continue;
+    const void* storage = p.grad().storage().unsafeGetStorageImpl();
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == storage; });
+    if (it == groups.end()) {
+      groups.push_back({storage, {fqn}});
+    } else {
+      it->second.push_back(fqn);
+    }
+  }
+  json out = json::array();
+  for (const auto& group : groups) out.push_back(group.second);
+  return out;
+}
+
+json strings_json(const std::vector<std::string>& items) { return {{"kind", "strings"}, {"items", items}}; }
+json json_value(json value) { return {{"kind", "json"}, {"value", std::move(value)}}; }
+
+}  // namespace
+
+const composable::Contract* builtin_contract(const std::string& name) {
+  if (name == "replicate") return &replicate::replicate_contract();
+  if (name == "fully_shard") return &fully_shard::fully_shard_contract();
+  return nullptr;
+}
+
+void apply_builtin(const std::string& api, const json& to, const json& kwargs, const ModuleRef& module_ref) {
+  if (api == "replicate") {
+    check_kwargs(kwargs, {"ignored_modules", "device_id", "bucket_cap_mb", "gradient_as_bucket_view"}, api);
+    replicate::ReplicateOptions options;
+    for (const auto& ref : kwargs.value("ignored_modules", json::array())) options.ignored_modules.push_back(module_ref(ref));
+    if (kwargs.contains("device_id")) options.device_id = python_value(kwargs["device_id"]);
+    if (kwargs.contains("bucket_cap_mb")) options.bucket_cap_mb = kwargs["bucket_cap_mb"].get<double>();
+    options.gradient_as_bucket_view = kwargs.value("gradient_as_bucket_view", false);
+    if (to.is_array()) {
+      composable::Modules modules;
+      for (const auto& ref : to) modules.push_back(module_ref(ref));
+      replicate::replicate(modules, options);
+    } else {
+      replicate::replicate(module_ref(to), options);
+    }
+    return;
+  }
+  if (api == "fully_shard") {
+    check_kwargs(kwargs, {"reshard_after_forward", "ignored_params"}, api);
+    fully_shard::FullyShardOptions options;
+    if (kwargs.contains("reshard_after_forward")) options.reshard_after_forward = python_value(kwargs["reshard_after_forward"]);
+    for (const auto& ref : kwargs.value("ignored_params", json::array())) options.ignored_params.push_back(parameter_ref(ref, module_ref));
+    if (to.is_array()) throw Unsupported("fully_shard of a list of modules is not supported by ccts-reference");
+    fully_shard::fully_shard(module_ref(to), options);
+    return;
+  }
+  throw std::invalid_argument("no API named '" + api + "'");
+}
+
+void set_requires_gradient_sync(nn::Module& module, bool value) {
+  if (fully_shard::fully_shard_state(module)) {
+    fully_shard::set_requires_gradient_sync(module, value);
+  } else if (auto state = replicate::replicate_state(module)) {
+    state->set_requires_gradient_sync(value);
+  } else {
+    throw std::invalid_argument("'" + module.type_name() + "' object has no attribute 'set_requires_gradient_sync'");
+  }
+}
+
+json named_tensors_json(const nn::NamedTensors& items) {
+  json list = json::array();
+  for (const auto& [fqn, t] : items) list.push_back(json::array({fqn, values::encode_tensor(t)}));
+  return {{"kind", "named_tensors"}, {"items", list}};
+}
+
+std::optional<json> observe_builtin(const std::string& kind, const json& ref, const ModuleRef& module_ref) {
+  if (kind == "type_name") return json_value(module_ref(ref)->type_name());
+  if (kind == "replicate_device_ids") {
+    auto state = replicate::replicate_state(*module_ref(ref));
+    if (!state || !state->has_initialized()) {
+      throw std::invalid_argument("'_ReplicateState' object has no attribute '_ddp_weakref'");
+    }
+    return json_value(state->device_ids() ? json(*state->device_ids()) : json(nullptr));
+  }
+  if (kind == "grad_storage_groups") return json_value(grad_storage_groups(*module_ref(ref)));
+  if (kind == "parameter_layout" || kind == "state_dict_layout") {
+    auto module = module_ref(ref);
+    json out = json::object();
+    const nn::NamedTensors items = kind == "parameter_layout" ? module->named_parameters() : module->state_dict("", true);
+    for (const auto& [fqn, t] : items) out[fqn] = layout_json(t);
+    return json_value(out);
+  }
+  if (kind == "full_parameters") {
+    nn::NamedTensors full;
+    for (const auto& [fqn, t] : module_ref(ref)->named_parameters()) full.emplace_back(fqn, fully_shard::full_tensor(t));
+    return named_tensors_json(full);
+  }
+  if (kind == "managed_parameters") {
+    const std::string api = ref.at("api").get<std::string>();
+    auto module = module_ref(ref.at("module"));
+    if (api == "replicate") {
+      auto state = replicate::replicate_state(*module);
+      if (!state) throw std::invalid_argument("replicate was not applied to '" + ref.at("module").get<std::string>() + "'");
+      return strings_json(state->param_names());
+    }
+    if (api == "fully_shard") {
+      auto fqns = fully_shard::managed_parameters(*module);
+      return fqns ? strings_json(*fqns) : json_value(nullptr);
+    }
+    throw std::invalid_argument("managed_parameters.api: expected replicate or fully_shard, got '" + api + "'");
+  }
+  return std::nullopt;
+}
+
+}  // namespace ccts::adapter

@@ -1,0 +1,73 @@
+#pragma once
+// fully_shard (torch.distributed.fsdp.fully_shard, FSDP2) as a contract API
+// (spec/fully_shard.md): every parameter a call manages is sharded on dim 0
+// across the ranks (torch.chunk's rule, each rank's storage padded to rank
+// 0's chunk), all-gathered before forward and backward, resharded after
+// them, and its gradient reduce-scattered and averaged into the sharded
+// gradient. Registered parameters stand in for DTensors: the module holds
+// this rank's local shard, and sharded_layout() tells its global shape and
+// placements.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "ccts/composable/contract.h"
+#include "ccts/nn/module.h"
+#include "ccts/nn/value.h"
+
+namespace ccts::distributed {
+class ProcessGroup;
+}
+
+namespace ccts::fully_shard {
+
+// What DTensor says of a sharded tensor.
+struct ShardedLayout {
+  std::vector<int64_t> global_shape;
+  // "Shard(0)" on the whole world; "Replicate()", "Shard(0)" after a forward
+  // with an integer reshard_after_forward (a 2-D mesh).
+  std::vector<std::string> placements;
+};
+
+// The layout of a tensor fully_shard registered as sharded, or nothing for a
+// plain tensor.
+std::optional<ShardedLayout> sharded_layout(const torch::Tensor& tensor);
+// DTensor.full_tensor(): the global value; a collective for a sharded
+// tensor (every rank must call it), the tensor itself otherwise.
+torch::Tensor full_tensor(const torch::Tensor& tensor);
+
+struct FullyShardOptions {
+  // A Bool, or an Int that divides the world size; unset: true, except
+  // false for the root (decided at its first forward).
+  std::optional<nn::Value> reshard_after_forward;
+  // Parameters left alone: not sharded, not gathered, not reduced.
+  std::vector<torch::Tensor> ignored_params;
+  // Defaults to distributed::default_process_group().
+  std::shared_ptr<distributed::ProcessGroup> process_group;
+};
+
+class FSDPState;
+
+// The `fully_shard` contract (registry name "fully_shard"); one per process.
+const composable::Contract& fully_shard_contract();
+
+// fully_shard(module, **options): returns the module, now of class FSDP<Name>.
+std::shared_ptr<nn::Module> fully_shard(const std::shared_ptr<nn::Module>& module, FullyShardOptions options = {});
+
+// fully_shard.state(module), or nullptr.
+std::shared_ptr<FSDPState> fully_shard_state(const nn::Module& module);
+
+// FSDPModule methods. unshard/reshard act on the module's own group only.
+void unshard(nn::Module& module);
+void reshard(nn::Module& module);
+// With recurse, every fully_shard module inside `module` too.
+void set_requires_gradient_sync(nn::Module& module, bool requires_gradient_sync, bool recurse = true);
+
+// FQNs (relative to the module) of the parameters its call manages, in
+// named_parameters order; nothing when the call manages none (no group).
+std::optional<std::vector<std::string>> managed_parameters(const nn::Module& module);
+
+}  // namespace ccts::fully_shard

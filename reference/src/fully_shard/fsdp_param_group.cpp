@@ -1,0 +1,231 @@
+#include "fsdp_param_group.h"
+
+#include <algorithm>
+
+#include <torch/torch.h>
+
+#include "ccts/distributed/process_group.h"
+#include "ccts/mutants.h"
+#include "ccts/nn/grad_hooks.h"
+#include "sharded_registry.h"
+
+namespace ccts::fully_shard {
+
+int64_t ShardRule::rows_of(int rank) const {
+  return std::clamp<int64_t>(rows - start_of(rank), 0, chunk);
+}
+
+FSDPParam::FSDPParam(nn::Module* module, std::string name, const torch::Tensor& original,
+                     std::shared_ptr<distributed::ProcessGroup> group)
+    : module_(module),
+      name_(std::move(name)),
+      group_(std::move(group)),
+      rank_(group_->rank()),
+      requires_grad_(original.requires_grad()) {
+  torch::NoGradGuard no_grad;
+  const int world = group_->size();
+  const int rank = rank_;
+  global_shape_ = original.sizes().vec();
+  rule_.rows = original.size(0);
+  rule_.chunk = (rule_.rows + world - 1) / world;
+  // A wrong rule for the self-test: floor(rows / world) rows per rank.
+  if (mutant("shard_round_down")) rule_.chunk = std::max<int64_t>(1, rule_.rows / world);
+  inner_ = rule_.rows == 0 ? 0 : original.numel() / rule_.rows;
+  std::vector<int64_t> padded_shape = global_shape_;
+  padded_shape[0] = rule_.chunk;
+  // Every rank's storage has rank 0's size; the shard sits at its front.
+  padded_ = torch::zeros(padded_shape, original.options().requires_grad(false));
+  const int64_t rows = rule_.rows_of(rank);
+  if (rows > 0) padded_.narrow(0, 0, rows).copy_(original.detach().narrow(0, rule_.start_of(rank), rows));
+  sharded_ = padded_.narrow(0, 0, rows).detach().requires_grad_(requires_grad_);
+  detail::mark_sharded(sharded_, ShardedLayout{global_shape_, {"Shard(0)"}}, gatherer());
+  unsharded_ = torch::empty(global_shape_, original.options().requires_grad(false));
+  free_unsharded();
+  unsharded_.requires_grad_(requires_grad_);
+  register_on_module(sharded_);
+}
+
+void FSDPParam::register_on_module(const torch::Tensor& tensor) {
+  torch::Tensor* slot = module_->find_parameter(name_);
+  if (slot == nullptr) throw std::logic_error("fully_shard: parameter '" + name_ + "' is gone from its module");
+  *slot = tensor;
+}
+
+void FSDPParam::hook_unsharded_grad(std::function<void()> on_accumulated) {
+  if (requires_grad_) grad_hook_ = nn::register_post_accumulate_grad_hook(unsharded_, std::move(on_accumulated));
+}
+
+void FSDPParam::to_sharded() {
+  register_on_module(sharded_);
+  post_forward_ = torch::Tensor();
+  free_unsharded();
+}
+
+void FSDPParam::to_unsharded() { register_on_module(unsharded_); }
+
+void FSDPParam::to_sharded_post_forward(int group_size) {
+  torch::NoGradGuard no_grad;
+  const int64_t chunk = (rule_.rows + group_size - 1) / group_size;
+  const int64_t start = std::min<int64_t>(rule_.rows, (rank_ % group_size) * chunk);
+  const int64_t rows = std::clamp<int64_t>(rule_.rows - start, 0, chunk);
+  post_forward_ = unsharded_.detach().narrow(0, start, rows).clone().requires_grad_(requires_grad_);
+  detail::mark_sharded(post_forward_, ShardedLayout{global_shape_, {"Replicate()", "Shard(0)"}}, gatherer());
+  register_on_module(post_forward_);
+  free_unsharded();
+}
+
+// FSDP2 frees an unsharded parameter by resizing its storage to 0 and
+// re-allocates it before the next all-gather: the tensor object, which
+// autograd may have saved for backward, stays the same.
+void FSDPParam::free_unsharded() {
+  c10::StorageImpl* storage = unsharded_.storage().unsafeGetStorageImpl();
+  storage->set_data_ptr_noswap(at::DataPtr(nullptr, unsharded_.device()));
+  storage->set_nbytes(0);
+}
+
+void FSDPParam::allocate_unsharded() {
+  c10::StorageImpl* storage = unsharded_.storage().unsafeGetStorageImpl();
+  const std::size_t nbytes = static_cast<std::size_t>(unsharded_.numel()) * unsharded_.element_size();
+  if (storage->nbytes() == nbytes) return;
+  storage->set_data_ptr_noswap(storage->allocator()->allocate(nbytes));
+  storage->set_nbytes(nbytes);
+}
+
+void FSDPParam::copy_out(const std::vector<torch::Tensor>& gathered, int64_t offset) {
+  allocate_unsharded();
+  torch::NoGradGuard no_grad;
+  // Written through an alias with its own version counter: the gather must
+  // not look like an in-place change to tensors autograd saved.
+  torch::Tensor target = torch::from_blob(unsharded_.data_ptr(), {unsharded_.numel()},
+                                          unsharded_.options().requires_grad(false));
+  for (int r = 0; r < static_cast<int>(gathered.size()); ++r) {
+    const int64_t rows = rule_.rows_of(r);
+    if (rows == 0) continue;
+    target.narrow(0, rule_.start_of(r) * inner_, rows * inner_).copy_(gathered[r].narrow(0, offset, rows * inner_));
+  }
+}
+
+// The global value from every rank's padded shard; it holds what it needs,
+// so a registered tensor may outlive its FSDPParam.
+detail::FullTensorFn FSDPParam::gatherer() const {
+  return [padded = padded_, rule = rule_, group = group_] {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> shards =
+        group->size() == 1 ? std::vector<torch::Tensor>{padded} : group->all_gather(padded);
+    std::vector<torch::Tensor> rows;
+    for (int r = 0; r < static_cast<int>(shards.size()); ++r) rows.push_back(shards[r].narrow(0, 0, rule.rows_of(r)));
+    return torch::cat(rows, 0);
+  };
+}
+
+FSDPParamGroup::FSDPParamGroup(std::vector<std::unique_ptr<FSDPParam>> params,
+                               std::shared_ptr<distributed::ProcessGroup> group)
+    : params_(std::move(params)), group_(std::move(group)) {}
+
+void FSDPParamGroup::install_grad_hooks() {
+  std::weak_ptr<FSDPParamGroup> weak = weak_from_this();
+  for (auto& p : params_) {
+    p->hook_unsharded_grad([weak] {
+      if (auto self = weak.lock()) self->on_grad_accumulated();
+    });
+  }
+}
+
+void FSDPParamGroup::unshard() {
+  if (unsharded_) return;
+  std::vector<torch::Tensor> flat;
+  for (auto& p : params_) flat.push_back(p->padded().reshape({-1}));
+  torch::Tensor input = torch::cat(flat);
+  // One collective for the whole group; one rank needs none.
+  std::vector<torch::Tensor> gathered =
+      group_->size() == 1 ? std::vector<torch::Tensor>{input} : group_->all_gather(input);
+  int64_t offset = 0;
+  for (auto& p : params_) {
+    p->copy_out(gathered, offset);
+    offset += p->padded().numel();
+  }
+  for (auto& p : params_) p->to_unsharded();
+  unsharded_ = true;
+}
+
+void FSDPParamGroup::reshard() {
+  for (auto& p : params_) p->to_sharded();
+  unsharded_ = false;
+}
+
+void FSDPParamGroup::post_forward() {
+  if (mutant("fsdp_never_reshards")) return;
+  switch (post_forward_mode) {
+    case PostForward::Keep: return;
+    case PostForward::Reshard: reshard(); return;
+    case PostForward::ReshardToGroup:
+      for (auto& p : params_) p->to_sharded_post_forward(post_forward_group_size);
+      unsharded_ = false;
+      return;
+  }
+}
+
+void FSDPParamGroup::on_grad_accumulated() {
+  const void* backward = nn::current_backward();
+  bool done = false;
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    auto [it, first] = backward_counts_.try_emplace(backward, 0, 0);
+    if (first) {
+      for (auto& p : params_) it->second.second += p->requires_grad() && nn::will_accumulate_grad(p->unsharded());
+    }
+    done = ++it->second.first >= it->second.second;
+    if (done) backward_counts_.erase(it);
+  }
+  // The group's post-backward as soon as its last gradient is in, so its
+  // reduce-scatter overlaps the rest of backward.
+  if (done) post_backward();
+}
+
+void FSDPParamGroup::post_backward() {
+  torch::NoGradGuard no_grad;
+  if (!reduce_grads) {
+    // No sync: the unsharded gradients stay and keep accumulating.
+    if (!mutant("fsdp_never_reshards")) reshard();
+    return;
+  }
+  std::vector<FSDPParam*> with_grad;
+  for (auto& p : params_) {
+    if (p->unsharded().grad().defined()) with_grad.push_back(p.get());
+  }
+  if (!mutant("fsdp_never_reshards")) reshard();
+  if (with_grad.empty()) return;
+  const int world = group_->size();
+  int64_t per_rank = 0;
+  for (FSDPParam* p : with_grad) per_rank += p->padded().numel();
+  // Rank r's block holds row-chunk r of every gradient, padded like the shards.
+  torch::Tensor input = torch::zeros({world, per_rank}, with_grad.front()->unsharded().grad().options());
+  int64_t offset = 0;
+  for (FSDPParam* p : with_grad) {
+    const torch::Tensor grad = p->unsharded().grad().reshape({-1});
+    for (int r = 0; r < world; ++r) {
+      const int64_t rows = p->rule().rows_of(r);
+      if (rows == 0) continue;
+      input[r].narrow(0, offset, rows * p->inner()).copy_(grad.narrow(0, p->rule().start_of(r) * p->inner(), rows * p->inner()));
+    }
+    offset += p->padded().numel();
+  }
+  const auto op = mutant("grad_sum") ? distributed::ReduceOp::Sum : distributed::ReduceOp::Avg;
+  torch::Tensor reduced = world == 1 ? input[0] : group_->reduce_scatter(input.reshape({-1}), op);
+  offset = 0;
+  for (FSDPParam* p : with_grad) {
+    const int64_t rows = p->rule().rows_of(group_->rank());
+    std::vector<int64_t> shape = p->sharded().sizes().vec();
+    torch::Tensor shard = reduced.narrow(0, offset, rows * p->inner()).reshape(shape).clone();
+    torch::Tensor& grad = p->sharded().mutable_grad();
+    if (grad.defined()) {
+      grad.add_(shard);  // accumulate into the existing sharded gradient
+    } else {
+      grad = shard;
+    }
+    p->unsharded().mutable_grad() = torch::Tensor();
+    offset += p->padded().numel();
+  }
+}
+
+}  // namespace ccts::fully_shard

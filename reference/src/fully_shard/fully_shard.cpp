@@ -1,0 +1,354 @@
+#include "ccts/fully_shard/fully_shard.h"
+
+#include <algorithm>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <torch/torch.h>
+
+#include "ccts/distributed/process_group.h"
+#include "ccts/errors.h"
+#include "ccts/mutants.h"
+#include "ccts/nn/grad_hooks.h"
+#include "ccts/nn/modules.h"
+#include "fsdp_param_group.h"
+#include "sharded_registry.h"
+
+namespace ccts::fully_shard {
+
+// ---------------------------------------------------------------------------
+// The sharded-tensor registry (sharded_registry.h).
+namespace detail {
+namespace {
+struct Entry {
+  c10::weak_intrusive_ptr<c10::TensorImpl> tensor;
+  ShardedLayout layout;
+  FullTensorFn full;
+};
+std::unordered_map<const c10::TensorImpl*, Entry>& registry() {
+  static std::unordered_map<const c10::TensorImpl*, Entry> entries;
+  return entries;
+}
+const Entry* find(const torch::Tensor& tensor) {
+  if (!tensor.defined()) return nullptr;
+  auto it = registry().find(tensor.unsafeGetTensorImpl());
+  if (it == registry().end()) return nullptr;
+  auto alive = it->second.tensor.lock();
+  return alive.get() == tensor.unsafeGetTensorImpl() ? &it->second : nullptr;
+}
+}  // namespace
+
+void mark_sharded(const torch::Tensor& tensor, ShardedLayout layout, FullTensorFn full) {
+  auto& entries = registry();
+  for (auto it = entries.begin(); it != entries.end();) {
+    it = it->second.tensor.expired() ? entries.erase(it) : std::next(it);
+  }
+  entries.insert_or_assign(tensor.unsafeGetTensorImpl(),
+                           Entry{c10::weak_intrusive_ptr<c10::TensorImpl>(tensor.getIntrusivePtr()),
+                                 std::move(layout), std::move(full)});
+}
+
+FullTensorFn full_tensor_fn(const torch::Tensor& tensor) {
+  const Entry* entry = find(tensor);
+  return entry ? entry->full : nullptr;
+}
+}  // namespace detail
+
+std::optional<ShardedLayout> sharded_layout(const torch::Tensor& tensor) {
+  const detail::Entry* entry = detail::find(tensor);
+  if (!entry) return std::nullopt;
+  return entry->layout;
+}
+
+torch::Tensor full_tensor(const torch::Tensor& tensor) {
+  auto full = detail::full_tensor_fn(tensor);
+  return full ? full() : tensor;
+}
+
+// ---------------------------------------------------------------------------
+// FSDPState: one per fully_shard call.
+
+namespace {
+
+constexpr const char* kDeepCopyError = "FSDP does not support deepcopy. Please use state dict for serialization.";
+
+// What the states under one root share once it is lazily initialized. The
+// states own it, so it holds them weakly.
+struct StateContext {
+  std::vector<std::weak_ptr<FSDPState>> all_states;
+  std::shared_ptr<nn::OncePerBackward> final_callback_once = std::make_shared<nn::OncePerBackward>();
+};
+
+bool registry_has(const nn::Module& module, const std::string& name) {
+  auto registry = composable::get_registry(module);
+  return registry && std::any_of(registry->begin(), registry->end(),
+                                 [&](const auto& item) { return item.first == name; });
+}
+
+// Python's str() of a reshard_after_forward value in fully_shard's messages.
+std::string python_str(const nn::Value& value) {
+  switch (value.kind()) {
+    case nn::Value::Kind::None: return "None";
+    case nn::Value::Kind::Int: return std::to_string(value.to_int());
+    case nn::Value::Kind::Bool: return value.to_bool() ? "True" : "False";
+    case nn::Value::Kind::String: return value.to_string();
+    case nn::Value::Kind::Double: {
+      std::ostringstream out;
+      out << value.to_double();
+      return out.str();
+    }
+    default: return nn::Value::kind_name(value.kind());
+  }
+}
+
+std::shared_ptr<composable::Contract> make_contract();
+
+}  // namespace
+
+class FSDPState : public composable::State {
+ public:
+  nn::Module* module = nullptr;
+  std::shared_ptr<FSDPParamGroup> group;
+  std::optional<bool> is_root;  // decided at the first forward through it
+  bool auto_reshard_after_forward = true;
+  std::shared_ptr<StateContext> context;
+  std::optional<std::vector<std::string>> managed_fqns;
+
+  void lazy_init() {
+    if (is_root) return;
+    is_root = true;
+    context = std::make_shared<StateContext>();
+    for (const auto& [fqn, sub] : module->named_modules()) {
+      auto state = fully_shard_state(*sub);
+      if (!state) continue;
+      if (sub.get() != module && !mutant("fsdp_any_root")) {
+        if (state->is_root) {
+          throw ApiError("lazy_init", "FSDP state has already been lazily initialized for " + fqn +
+                                          "\nFSDP requires running forward through the root module first");
+        }
+        state->is_root = false;
+        state->context = context;
+      }
+      context->all_states.push_back(state);
+    }
+    // The root keeps its parameters gathered from forward to backward
+    // unless told otherwise.
+    if (auto_reshard_after_forward && group) group->post_forward_mode = FSDPParamGroup::PostForward::Keep;
+  }
+
+  void pre_forward() {
+    lazy_init();
+    if (group) group->unshard();
+  }
+
+  void post_forward(const nn::Value& output) {
+    if (group) group->post_forward();
+    std::vector<torch::Tensor> needs_grad;
+    for (const auto& t : output.tensors()) {
+      if (t.requires_grad()) needs_grad.push_back(t);
+    }
+    if (needs_grad.empty()) return;
+    std::weak_ptr<FSDPState> weak = std::static_pointer_cast<FSDPState>(shared_from_this_state());
+    nn::register_multi_grad_hook(needs_grad, [weak] {
+      if (auto self = weak.lock()) self->pre_backward();
+    }, nn::MultiGradMode::Any);
+  }
+
+  void pre_backward() {
+    // Whichever state's backward comes first queues the root's final callback.
+    if (context && context->final_callback_once->first()) {
+      std::weak_ptr<StateContext> weak = context;
+      nn::queue_backward_callback([weak] {
+        if (auto ctx = weak.lock()) {
+          for (auto& weak_state : ctx->all_states) {
+            auto state = weak_state.lock();
+            if (state && state->group && state->group->is_unsharded()) state->group->post_backward();
+          }
+        }
+      });
+    }
+    if (group) group->unshard();
+  }
+
+  std::shared_ptr<FSDPState> shared_from_this_state() { return fully_shard_state(*module); }
+};
+
+namespace {
+
+std::shared_ptr<composable::Contract> make_contract() {
+  return std::make_shared<composable::Contract>(
+      "fully_shard", [](const composable::Modules&, bool) -> std::optional<composable::Contract::Returned> {
+        throw std::logic_error("fully_shard is called through fully_shard::fully_shard()");
+      },
+      [] { return std::make_shared<FSDPState>(); });
+}
+
+// _get_managed_modules: depth first from the root, children before their
+// parent; subtrees under another fully_shard call or under replicate are not ours.
+void managed_modules(nn::Module& module, bool is_root, std::unordered_set<const nn::Module*>& visited,
+                     std::vector<nn::Module*>& out) {
+  if (registry_has(module, "replicate")) return;
+  if (!is_root && fully_shard_state(module)) return;
+  visited.insert(&module);
+  for (const auto& [name, child] : module.named_children()) {
+    if (!visited.count(child.get())) managed_modules(*child, false, visited, out);
+  }
+  out.push_back(&module);
+}
+
+void set_post_forward(FSDPParamGroup& group, const std::optional<nn::Value>& value, int world) {
+  using Mode = FSDPParamGroup::PostForward;
+  if (!value || value->kind() == nn::Value::Kind::Bool) {
+    group.post_forward_mode = !value || value->to_bool() ? Mode::Reshard : Mode::Keep;
+    return;
+  }
+  const int64_t k = value->to_int();
+  if (k == 1) {
+    group.post_forward_mode = Mode::Keep;
+  } else if (k == world) {
+    group.post_forward_mode = Mode::Reshard;
+  } else {
+    group.post_forward_mode = Mode::ReshardToGroup;
+    group.post_forward_group_size = static_cast<int>(k);
+  }
+}
+
+void check_reshard_after_forward(const std::optional<nn::Value>& value, int world) {
+  if (!value) return;
+  const auto kind = value->kind();
+  if (kind != nn::Value::Kind::Bool && kind != nn::Value::Kind::Int) {
+    throw std::invalid_argument(
+        "reshard_after_forward should be a bool or an int representing the group size to reshard to, not " +
+        python_str(*value));
+  }
+  if (kind == nn::Value::Kind::Int) {
+    const int64_t k = value->to_int();
+    if (k < 1 || k > world || world % k != 0) {
+      throw std::invalid_argument("If passing reshard_after_forward as an int, it should be a factor of " +
+                                  std::to_string(world) + ", not " + std::to_string(k));
+    }
+  }
+}
+
+composable::Contract::Body fully_shard_body(FullyShardOptions options) {
+  return [options](const composable::Modules& input, bool is_list) -> std::optional<composable::Contract::Returned> {
+    if (is_list) throw Unsupported("fully_shard of a list of modules is not supported by ccts-reference");
+    const std::shared_ptr<nn::Module>& module = input.front();
+    if (dynamic_cast<nn::ModuleList*>(module.get()) || dynamic_cast<nn::ModuleDict*>(module.get())) {
+      throw std::invalid_argument("fully_shard does not support containers that do not implement forward: " +
+                                  module->repr());
+    }
+    auto group = options.process_group ? options.process_group : distributed::default_process_group();
+    check_reshard_after_forward(options.reshard_after_forward, group->size());
+    auto state = fully_shard_state(*module);
+    state->module = module.get();
+    state->auto_reshard_after_forward = !options.reshard_after_forward.has_value();
+
+    std::unordered_set<const void*> ignored;
+    for (const auto& p : options.ignored_params) ignored.insert(p.unsafeGetTensorImpl());
+    std::unordered_set<const nn::Module*> visited;
+    std::vector<nn::Module*> modules;
+    managed_modules(*module, true, visited, modules);
+    // _get_managed_states: each managed module's own parameters, once each.
+    std::vector<std::pair<nn::Module*, std::string>> owned;
+    std::unordered_set<const void*> seen;
+    for (nn::Module* m : modules) {
+      for (const auto& [name, p] : m->named_parameters("", false)) {
+        if (ignored.count(p.unsafeGetTensorImpl()) || !seen.insert(p.unsafeGetTensorImpl()).second) continue;
+        if (p.dim() == 0) {
+          throw std::invalid_argument("fully_shard doesn't support scalar parameters. Change " + name +
+                                      " to a 1D tensor with numel equal to 1.");
+        }
+        owned.emplace_back(m, name);
+      }
+    }
+    if (!owned.empty()) {
+      std::vector<std::string> fqns;
+      for (const auto& [fqn, p] : module->named_parameters()) {
+        if (seen.count(p.unsafeGetTensorImpl()) && !ignored.count(p.unsafeGetTensorImpl())) fqns.push_back(fqn);
+      }
+      state->managed_fqns = fqns;
+      std::vector<std::unique_ptr<FSDPParam>> params;
+      for (const auto& [m, name] : owned) {
+        params.push_back(std::make_unique<FSDPParam>(m, name, m->parameter(name), group));
+      }
+      state->group = std::make_shared<FSDPParamGroup>(std::move(params), group);
+      state->group->install_grad_hooks();
+      set_post_forward(*state->group, options.reshard_after_forward, group->size());
+      // state_dict() and load_state_dict() see the shards (FSDP2's state-dict pre-hooks).
+      std::unordered_set<nn::Module*> owners;
+      for (const auto& [m, name] : owned) owners.insert(m);
+      std::weak_ptr<FSDPParamGroup> weak_group = state->group;
+      auto to_sharded = [weak_group](nn::Module&) {
+        if (auto g = weak_group.lock(); g && g->is_unsharded()) g->reshard();
+      };
+      for (nn::Module* m : owners) {
+        m->register_state_dict_pre_hook(to_sharded).detach();
+        m->register_load_state_dict_pre_hook(to_sharded).detach();
+      }
+    }
+    module->register_forward_pre_hook([state](nn::Module&, const nn::Args&, const nn::Kwargs&) {
+      state->pre_forward();
+      return std::optional<nn::ForwardPreResult>();
+    }).detach();
+    module->register_forward_hook([state](nn::Module&, const nn::Args&, const nn::Kwargs&, const nn::Value& out) {
+      state->post_forward(out);
+      return std::optional<nn::Value>();
+    }).detach();
+    module->set_type_name("FSDP" + module->type_name());
+    module->forbid_deep_copy(kDeepCopyError);
+    return std::nullopt;
+  };
+}
+
+}  // namespace
+
+const composable::Contract& fully_shard_contract() {
+  static const std::shared_ptr<composable::Contract> contract = make_contract();
+  return *contract;
+}
+
+std::shared_ptr<FSDPState> fully_shard_state(const nn::Module& module) {
+  return fully_shard_contract().state_as<FSDPState>(module);
+}
+
+std::shared_ptr<nn::Module> fully_shard(const std::shared_ptr<nn::Module>& module, FullyShardOptions options) {
+  return fully_shard_contract().call({module}, false, fully_shard_body(std::move(options))).modules.front();
+}
+
+namespace {
+FSDPState& state_of(const nn::Module& module) {
+  auto state = fully_shard_state(module);
+  if (!state) throw std::invalid_argument("'" + module.type_name() + "' object has no attribute 'unshard'");
+  return *state;
+}
+}  // namespace
+
+void unshard(nn::Module& module) {
+  FSDPState& state = state_of(module);
+  if (state.group) state.group->unshard();
+}
+
+void reshard(nn::Module& module) {
+  FSDPState& state = state_of(module);
+  if (state.group) state.group->reshard();
+}
+
+void set_requires_gradient_sync(nn::Module& module, bool requires_gradient_sync, bool recurse) {
+  state_of(module);
+  std::vector<nn::Module*> targets{&module};
+  if (recurse) {
+    for (const auto& [fqn, sub] : module.named_modules()) targets.push_back(sub.get());
+  }
+  for (nn::Module* m : targets) {
+    auto state = fully_shard_state(*m);
+    if (state && state->group) state->group->reduce_grads = requires_gradient_sync;
+  }
+}
+
+std::optional<std::vector<std::string>> managed_parameters(const nn::Module& module) {
+  return state_of(module).managed_fqns;
+}
+
+}  // namespace ccts::fully_shard

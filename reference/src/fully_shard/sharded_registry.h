@@ -1,0 +1,20 @@
+#pragma once
+// The DTensor stand-in: which tensors fully_shard registered as sharded, with
+// their layout and how to gather their global value. Entries hold the tensor
+// weakly, so a freed tensor (or a new one at its address) is never mistaken
+// for a sharded one.
+#include <functional>
+
+#include <torch/types.h>
+
+#include "ccts/fully_shard/fully_shard.h"
+
+namespace ccts::fully_shard::detail {
+
+using FullTensorFn = std::function<torch::Tensor()>;  // a collective
+
+void mark_sharded(const torch::Tensor& tensor, ShardedLayout layout, FullTensorFn full);
+// The registered gatherer of a sharded tensor, or nullptr.
+FullTensorFn full_tensor_fn(const torch::Tensor& tensor);
+
+}  // namespace ccts::fully_shard::detail

@@ -1,0 +1,253 @@
+"""PyTorch's built-in composable APIs (spec/replicate.md, spec/fully_shard.md):
+finding them, converting a case's kwargs for them, and reading what they did.
+
+Everything that needs PyTorch 2.x is imported lazily, so this module (and its
+pure helpers, tested with plain tensors and fakes) loads on PyTorch 1.13 too."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+import torch.nn as nn
+
+BUILTIN_APIS = ("replicate", "fully_shard")
+
+
+# -- finding the APIs (feature detection, never version strings) -------------
+def replicate_api() -> Optional[Callable[..., Any]]:
+    try:
+        from torch.distributed._composable.replicate import replicate
+    except Exception:  # noqa: BLE001 - ImportError, or a torch built without distributed
+        return None
+    return replicate
+
+
+def fully_shard_api() -> Optional[Callable[..., Any]]:
+    # FSDP2: public since 2.6; torch.distributed._composable.fsdp before. The older
+    # torch.distributed._composable.fully_shard is FSDP1-based and not the API of the spec.
+    try:
+        from torch.distributed.fsdp import fully_shard
+        return fully_shard
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        from torch.distributed._composable.fsdp import fully_shard
+    except Exception:  # noqa: BLE001
+        return None
+    return fully_shard
+
+
+def builtin_api(name: str) -> Optional[Callable[..., Any]]:
+    if name == "replicate":
+        return replicate_api()
+    if name == "fully_shard":
+        return fully_shard_api()
+    return None
+
+
+def accelerator_available() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "is_available"):
+        return bool(accelerator.is_available())
+    return torch.cuda.is_available()
+
+
+def cpu_mesh_needed(case_device: str) -> bool:
+    """fully_shard's default mesh is on the accelerator when there is one; a CPU case
+    on such a machine must name a CPU mesh."""
+    return case_device == "cpu" and accelerator_available()
+
+
+def whole_world_mesh(device_type: str, world_size: int) -> Any:
+    try:
+        from torch.distributed.device_mesh import init_device_mesh
+    except ImportError:  # before 2.2
+        from torch.distributed._tensor.device_mesh import init_device_mesh  # type: ignore[no-redef]
+    return init_device_mesh(device_type, (world_size,))
+
+
+# -- kwargs of apply -----------------------------------------------------------
+def convert_device_id(value: Any) -> Any:
+    """An integer stays an int, a string is a torch.device, a list is a list of those
+    (not a valid device_id: the API must reject it, so it is passed as it is)."""
+    if isinstance(value, list):
+        return [convert_device_id(v) for v in value]
+    if isinstance(value, str):
+        return torch.device(value)
+    return value
+
+
+def convert_kwargs(kwargs: dict[str, Any], module_of: Callable[[str], nn.Module],
+                   parameter_of: Callable[[str], nn.Parameter]) -> dict[str, Any]:
+    """A case's `apply.kwargs` as the Python call takes them; references become objects."""
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key == "ignored_modules" and isinstance(value, list):
+            out[key] = [module_of(ref) for ref in value]
+        elif key == "ignored_params" and isinstance(value, list):
+            out[key] = {parameter_of(ref) for ref in value}
+        elif key == "device_id":
+            out[key] = convert_device_id(value)
+        else:
+            out[key] = value
+    return out
+
+
+# -- sharded tensors -------------------------------------------------------------
+def is_dtensor(t: Any) -> bool:
+    # Duck-typed: DTensor moved between modules across 2.x, and fakes stand in for it
+    # in tests on PyTorch 1.13. A plain tensor has neither attribute.
+    return hasattr(t, "placements") and callable(getattr(t, "to_local", None))
+
+
+def local(t: Any) -> Any:
+    """This rank's shard of a sharded tensor; any other tensor as it is."""
+    return t.to_local() if is_dtensor(t) else t
+
+
+def placement_name(p: Any) -> str:
+    """spec/fully_shard.md writes Shard(0); str() gives S(0) and repr() Shard(dim=0)."""
+    name = type(p).__name__
+    if name == "Shard":
+        return f"Shard({p.dim})"
+    if name == "Replicate":
+        return "Replicate()"
+    return repr(p)
+
+
+def tensor_layout(t: Any) -> dict[str, Any]:
+    if is_dtensor(t):
+        return {"sharded": True, "shape": list(t.shape), "local_shape": list(t.to_local().shape),
+                "placements": [placement_name(p) for p in t.placements]}
+    return {"sharded": False, "shape": list(t.shape)}
+
+
+def full_tensor(t: Any) -> Any:
+    """The global value: a collective for a sharded tensor (every rank must call it)."""
+    return t.full_tensor() if is_dtensor(t) else t
+
+
+# -- gradients in shared storage ---------------------------------------------------
+def storage_ptr(t: torch.Tensor) -> int:
+    if hasattr(t, "untyped_storage"):
+        return t.untyped_storage().data_ptr()
+    return t.storage().data_ptr()  # PyTorch 1.13 has no untyped_storage()
+
+
+def storage_groups(named_grads: Iterable[tuple[str, Any]]) -> list[list[str]]:
+    """Names grouped by the storage their tensors live in (views of one flat bucket form
+    one group); groups in order of their first member, members in the given order."""
+    groups: dict[Any, list[str]] = {}
+    for name, grad in named_grads:
+        t = local(grad)
+        ptr = storage_ptr(t)
+        # An empty tensor may have no storage (data_ptr 0); it shares with nothing.
+        key: Any = ptr if ptr != 0 else ("empty", name)
+        groups.setdefault(key, []).append(name)
+    return list(groups.values())
+
+
+def grad_storage_groups(module: nn.Module) -> list[list[str]]:
+    return storage_groups((n, p.grad) for n, p in module.named_parameters() if p.grad is not None)
+
+
+# -- what a call manages ---------------------------------------------------------------
+def is_fully_sharded(module: nn.Module) -> bool:
+    """replicate.py's _is_fully_sharded: fully_shard is in the module's registry."""
+    try:
+        from torch.distributed._composable import _get_registry
+    except Exception:  # noqa: BLE001 - no composable APIs: nothing is fully sharded
+        return False
+    registry = _get_registry(module)
+    return registry is not None and "fully_shard" in registry
+
+
+def replicate_param_names(module: nn.Module, ignored_modules: set,
+                          fully_sharded: Callable[[nn.Module], bool] = is_fully_sharded) -> list[str]:
+    """The FQNs replicate's lazy init collects (_ReplicateState.init/_collect_params):
+    ignored modules and fully_shard modules are skipped with their descendants, and
+    their parameters are skipped wherever else they are registered."""
+    ignored_params = {p for m in ignored_modules for p in m.parameters()}
+    for sub in module.modules():
+        if fully_sharded(sub):
+            ignored_params.update(sub.parameters())
+    names: list[str] = []
+
+    def walk(m: nn.Module, prefix: str) -> None:
+        if fully_sharded(m) or m in ignored_modules:
+            return
+        for n, p in m.named_parameters(recurse=False):
+            if p not in ignored_params:
+                names.append(prefix + n)
+        for child_name, child in m.named_children():
+            walk(child, f"{prefix}{child_name}.")
+
+    walk(module, "")
+    return names
+
+
+def replicate_managed(module: nn.Module) -> list[str]:
+    """replicate.state(module)._param_names once its lazy init (the first forward) ran;
+    before that, the same collection computed here from the recorded init arguments,
+    without touching the state (the real init builds the DDP engine)."""
+    api = replicate_api()
+    if api is None:
+        from .errors import Unsupported
+        raise Unsupported("replicate is not available in this PyTorch")
+    state = api.state(module)
+    if state is None:
+        raise ValueError(f"managed_parameters: replicate was not applied to this {type(module).__name__}")
+    if getattr(state, "has_initialized", False):
+        return list(state._param_names)
+    init_args = getattr(state, "_init_args", None) or ()
+    ignored = set(init_args[1]) if len(init_args) > 1 and init_args[1] else set()
+    return replicate_param_names(module, ignored)
+
+
+def fsdp_param_groups(state: Any) -> list:
+    # PyTorch after 2.10 keeps a list (per-parameter meshes); before, one group or None.
+    groups = getattr(state, "_fsdp_param_groups", None)
+    if groups is not None:
+        return list(groups)
+    group = getattr(state, "_fsdp_param_group", None)
+    return [group] if group is not None else []
+
+
+def fully_shard_managed(module: nn.Module) -> Optional[list[str]]:
+    """FQNs (relative to module) of the parameters of the call's parameter groups, found by
+    identity among module.named_parameters(); None when the call has no group."""
+    api = fully_shard_api()
+    if api is None:
+        from .errors import Unsupported
+        raise Unsupported("fully_shard is not available in this PyTorch")
+    state = api.state(module)
+    if state is None:
+        raise ValueError(f"managed_parameters: fully_shard was not applied to this {type(module).__name__}")
+    groups = fsdp_param_groups(state)
+    if not groups:
+        return None
+    # The module holds the sharded parameter, or the unsharded one between unshard and reshard.
+    owned: set[int] = set()
+    for group in groups:
+        for fsdp_param in group.fsdp_params:
+            owned.add(id(fsdp_param.sharded_param))
+            unsharded = getattr(fsdp_param, "_unsharded_param", None)
+            if unsharded is not None:
+                owned.add(id(unsharded))
+    return [n for n, p in module.named_parameters() if id(p) in owned]
+
+
+def replicate_device_ids(module: nn.Module) -> Any:
+    api = replicate_api()
+    if api is None:
+        from .errors import Unsupported
+        raise Unsupported("replicate is not available in this PyTorch")
+    state = api.state(module)
+    if state is None:
+        raise ValueError(f"replicate_device_ids: replicate was not applied to this {type(module).__name__}")
+    if not hasattr(state, "_ddp_weakref"):
+        raise RuntimeError("replicate_device_ids: the data-parallel engine exists once a forward has run")
+    ddp = state._ddp_weakref()
+    if ddp is None:
+        raise RuntimeError("replicate_device_ids: the data-parallel engine is gone")
+    return None if ddp.device_ids is None else list(ddp.device_ids)
