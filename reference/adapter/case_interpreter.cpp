@@ -417,7 +417,11 @@ class CaseRun {
       obs = strings(out);
     } else if (body.contains("parameter_shapes")) {
       json shapes = json::object();
-      for (const auto& [fqn, t] : model(body["parameter_shapes"]).named_parameters()) shapes[fqn] = t.sizes().vec();
+      // A sharded parameter reports its global shape, as DTensor.shape does.
+      for (const auto& [fqn, t] : model(body["parameter_shapes"]).named_parameters()) {
+        auto layout = fully_shard::sharded_layout(t);
+        shapes[fqn] = layout ? layout->global_shape : t.sizes().vec();
+      }
       obs = {{"kind", "json"}, {"value", shapes}};
     } else if (body.contains("grads")) {
       nn::NamedTensors grads;
