@@ -25,7 +25,20 @@ MUTANTS = {
     "parents_not_reset": ("mod_tracker", {"mod_tracker.backward.reset_clears_unfinished_modules"}),
     "pre_fw_before_append": ("mod_tracker", {"mod_tracker.hooks.user_hooks_order",
                                              "mod_tracker.ac.recompute_inside_backward"}),
+    "grad_sum": ("replicate", {"replicate.parity.single_module", "replicate.parity.multi_module",
+                               "replicate.parity.with_kwargs", "replicate.sync.accumulate_then_sync"}),
+    "replicate_no_broadcast": ("replicate", {"replicate.init.broadcast_from_rank0"}),
+    "replicate_syncs_ignored": ("replicate", {"replicate.ignore.module_grads_stay_local",
+                                              "replicate.ignore.nested_modules"}),
+    "replicate_wraps": ("replicate", {"replicate.state_dict.single_module", "replicate.state_dict.non_root_multiple"}),
+    "shard_round_down": ("fully_shard", {"fully_shard.shard.uneven_layout_ws2", "fully_shard.parity.uneven_model"}),
+    "fsdp_never_reshards": ("fully_shard", {"fully_shard.reshard.after_forward_per_setting",
+                                            "fully_shard.reshard.root_false_explicit_true"}),
+    "fsdp_any_root": ("fully_shard", {"fully_shard.root.child_forward_first"}),
 }
+# Mutants whose effect needs more than one rank.
+WORLD_SIZES = {"grad_sum": "2", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
+               "shard_round_down": "2"}
 
 
 @unittest.skipUnless(Path(ADAPTER).exists(), f"the reference adapter is not built ({ADAPTER})")
@@ -36,7 +49,8 @@ class Mutants(unittest.TestCase):
             with self.subTest(mutant=mutant):
                 out = work / mutant
                 subprocess.run([sys.executable, "-m", "runners", "run", "--adapter", ADAPTER, "--area", area,
-                                "--world-sizes", "1", "--out", str(out), "-q"], cwd=ROOT, capture_output=True,
+                                "--world-sizes", WORLD_SIZES.get(mutant, "1"), "--out", str(out), "-q"], cwd=ROOT,
+                               capture_output=True,
                                env=dict(os.environ, PYTHONPATH=str(ROOT), CCTS_MUTANT=mutant), timeout=300)
                 report = json.loads((out / "report.json").read_text())
                 failed = {r["case"] for r in report["results"] if r["outcome"] == "fail"}

@@ -193,6 +193,16 @@ std::shared_ptr<ReplicateState> replicate_state(const nn::Module& module) {
 
 namespace {
 
+// DistributedDataParallel's way, for the self-test's `replicate_wraps`
+// mutant: a parent that prefixes every FQN with `module.`.
+class DataParallelWrapper : public nn::Cloneable<DataParallelWrapper> {
+ public:
+  explicit DataParallelWrapper(std::shared_ptr<nn::Module> module) : Cloneable("DistributedDataParallel") {
+    register_module("module", std::move(module));
+  }
+  nn::Value forward(const nn::Args& args, const nn::Kwargs& kwargs) override { return (*child("module"))(args, kwargs); }
+};
+
 composable::Contract::Body replicate_body(ReplicateOptions options) {
   return [options](const composable::Modules& input, bool is_list) -> std::optional<composable::Contract::Returned> {
     if (options.device_id) {
@@ -216,6 +226,9 @@ composable::Contract::Body replicate_body(ReplicateOptions options) {
     }).detach();
     module->set_type_name("DDP" + module->type_name());
     module->forbid_deep_copy(kDeepCopyError);
+    if (mutant("replicate_wraps")) {
+      return composable::Contract::Returned{{std::make_shared<DataParallelWrapper>(module)}, false};
+    }
     return std::nullopt;
   };
 }
