@@ -1,7 +1,5 @@
 // fully_shard on one rank (a FileStore group of size 1): the registered
 // parameters stand in for DTensors, and training matches the plain module.
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
@@ -9,26 +7,11 @@
 #include "ccts/errors.h"
 #include "ccts/fully_shard/fully_shard.h"
 #include "ccts/nn/modules.h"
+#include "single_rank_group.h"
 
 using namespace ccts;
 
-namespace {
-
-std::shared_ptr<distributed::ProcessGroup> single_rank_group() {
-  static auto group = [] {
-    const std::string path = "/tmp/ccts_unit_fully_shard_" + std::to_string(getpid());
-    unlink(path.c_str());
-    return distributed::ProcessGroup::from_file_store(path, 0, 1);
-  }();
-  return group;
-}
-
-struct DefaultGroup {
-  DefaultGroup() { distributed::set_default_process_group(single_rank_group()); }
-  ~DefaultGroup() { distributed::set_default_process_group(nullptr); }
-};
-
-}  // namespace
+using testing::DefaultGroup;
 
 TEST_CASE("sharded parameters report their global shape and Shard(0)") {
   DefaultGroup group;

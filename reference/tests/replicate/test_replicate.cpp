@@ -1,7 +1,5 @@
 // replicate on one rank (a FileStore group of size 1) and DDP's bucket
 // assignment; the multi-rank behaviour is the conformance cases' job.
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
@@ -10,22 +8,14 @@
 #include "ccts/nn/modules.h"
 #include "ccts/replicate/reducer.h"
 #include "ccts/replicate/replicate.h"
+#include "single_rank_group.h"
 
 using namespace ccts;
 using replicate::compute_bucket_assignment_by_size;
 using Assignment = std::vector<std::vector<std::size_t>>;
+using testing::DefaultGroup;
 
 namespace {
-
-// One process group of size 1 for the whole binary.
-std::shared_ptr<distributed::ProcessGroup> single_rank_group() {
-  static auto group = [] {
-    const std::string path = "/tmp/ccts_unit_replicate_" + std::to_string(getpid());
-    unlink(path.c_str());
-    return distributed::ProcessGroup::from_file_store(path, 0, 1);
-  }();
-  return group;
-}
 
 std::vector<torch::Tensor> linear_like(int layers) {
   std::vector<torch::Tensor> out;
@@ -59,7 +49,7 @@ TEST_CASE("tensors of different dtypes never share a bucket") {
 }
 
 TEST_CASE("replicate on one rank trains exactly like the module itself") {
-  distributed::set_default_process_group(single_rank_group());
+  DefaultGroup group;
   auto local = std::make_shared<nn::Linear>(3, 2);
   auto dist = local->deep_copy();
   replicate::replicate(dist);
@@ -74,11 +64,10 @@ TEST_CASE("replicate on one rank trains exactly like the module itself") {
   REQUIRE(state);
   CHECK(state->param_names() == std::vector<std::string>{"weight", "bias"});
   CHECK_FALSE(state->device_ids().has_value());
-  distributed::set_default_process_group(nullptr);
 }
 
 TEST_CASE("replicate's argument checks carry PyTorch's messages") {
-  distributed::set_default_process_group(single_rank_group());
+  DefaultGroup group;
   auto model = std::make_shared<nn::Linear>(2, 2);
   replicate::ReplicateOptions options;
   options.device_id = nn::Value::list({nn::Value("cpu")});
@@ -87,5 +76,4 @@ TEST_CASE("replicate's argument checks carry PyTorch's messages") {
   auto other = std::make_shared<nn::Linear>(2, 2);
   replicate::replicate(other);
   CHECK_THROWS_AS(other->deep_copy(), AssertionError);
-  distributed::set_default_process_group(nullptr);
 }

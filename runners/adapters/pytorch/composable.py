@@ -152,6 +152,19 @@ def grad_storage_groups(module: nn.Module) -> list[list[str]]:
 
 
 # -- what a call manages ---------------------------------------------------------------
+def applied_state(name: str, module: nn.Module, observation: str) -> Any:
+    """`<api>.state(module)` for an observation; unsupported without the API, an error
+    when the API was not applied to the module."""
+    api = builtin_api(name)
+    if api is None:
+        from .errors import Unsupported
+        raise Unsupported(f"{name} is not available in this PyTorch")
+    state = api.state(module)
+    if state is None:
+        raise ValueError(f"{observation}: {name} was not applied to this {type(module).__name__}")
+    return state
+
+
 def is_fully_sharded(module: nn.Module) -> bool:
     """replicate.py's _is_fully_sharded: fully_shard is in the module's registry."""
     try:
@@ -190,13 +203,7 @@ def replicate_managed(module: nn.Module) -> list[str]:
     """replicate.state(module)._param_names once its lazy init (the first forward) ran;
     before that, the same collection computed here from the recorded init arguments,
     without touching the state (the real init builds the DDP engine)."""
-    api = replicate_api()
-    if api is None:
-        from .errors import Unsupported
-        raise Unsupported("replicate is not available in this PyTorch")
-    state = api.state(module)
-    if state is None:
-        raise ValueError(f"managed_parameters: replicate was not applied to this {type(module).__name__}")
+    state = applied_state("replicate", module, "managed_parameters")
     if getattr(state, "has_initialized", False):
         return list(state._param_names)
     init_args = getattr(state, "_init_args", None) or ()
@@ -216,14 +223,7 @@ def fsdp_param_groups(state: Any) -> list:
 def fully_shard_managed(module: nn.Module) -> Optional[list[str]]:
     """FQNs (relative to module) of the parameters of the call's parameter groups, found by
     identity among module.named_parameters(); None when the call has no group."""
-    api = fully_shard_api()
-    if api is None:
-        from .errors import Unsupported
-        raise Unsupported("fully_shard is not available in this PyTorch")
-    state = api.state(module)
-    if state is None:
-        raise ValueError(f"managed_parameters: fully_shard was not applied to this {type(module).__name__}")
-    groups = fsdp_param_groups(state)
+    groups = fsdp_param_groups(applied_state("fully_shard", module, "managed_parameters"))
     if not groups:
         return None
     # The module holds the sharded parameter, or the unsharded one between unshard and reshard.
@@ -238,13 +238,7 @@ def fully_shard_managed(module: nn.Module) -> Optional[list[str]]:
 
 
 def replicate_device_ids(module: nn.Module) -> Any:
-    api = replicate_api()
-    if api is None:
-        from .errors import Unsupported
-        raise Unsupported("replicate is not available in this PyTorch")
-    state = api.state(module)
-    if state is None:
-        raise ValueError(f"replicate_device_ids: replicate was not applied to this {type(module).__name__}")
+    state = applied_state("replicate", module, "replicate_device_ids")
     if not hasattr(state, "_ddp_weakref"):
         raise RuntimeError("replicate_device_ids: the data-parallel engine exists once a forward has run")
     ddp = state._ddp_weakref()
