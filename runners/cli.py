@@ -1,4 +1,4 @@
-"""ccts runner command line: list, validate, run, report, compare, outcome, bench."""
+"""ccts runner command line: list, validate, run, report, compare, outcome, golden, bench."""
 from __future__ import annotations
 
 import argparse
@@ -127,8 +127,22 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what:
+        from . import bench_apis
+        return bench_apis.main(args)
     from . import bench
+    if args.world_sizes is None:
+        args.world_sizes = [1, 2, 4]
     return bench.main(args)
+
+
+BENCH_EPILOG = """\
+examples:
+  ./ccts bench                      # time per case x world size vs fresh rank groups
+  ./ccts bench replicate            # reference replicate vs PyTorch DDP, BenchMLP, 2 ranks
+  ./ccts bench fully_shard          # parameter bytes, step peak memory and time at 1, 2, 4 ranks
+  ./ccts bench replicate --steps 20 --rounds 3 --threads 1
+"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -188,10 +202,30 @@ def parser() -> argparse.ArgumentParser:
     add_suite_options(go)
     go.set_defaults(func=cmd_golden)
 
-    be = sub.add_parser("bench", help="amortized time per case x world size vs fresh rank groups")
+    be = sub.add_parser("bench", help="amortized time per case x world size vs fresh rank groups; "
+                        "with 'replicate' or 'fully_shard': training-step benchmarks of the reference's APIs",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EPILOG)
+    be.add_argument("what", nargs="?", choices=["replicate", "fully_shard"],
+                    help="replicate vs PyTorch DDP, or fully_shard's memory and time (default: the suite's cases)")
     be.add_argument("--adapter")
-    be.add_argument("--world-sizes", type=world_sizes, default=[1, 2, 4])
+    be.add_argument("--world-sizes", type=world_sizes, default=None,
+                    help="default 1,2,4 (cases, fully_shard), 2 (replicate)")
     be.add_argument("--baseline-cases", type=int, default=6)
+    api = be.add_argument_group("replicate and fully_shard")
+    api.add_argument("--warmup", type=int, help="untimed steps first (default 2 replicate, 1 fully_shard)")
+    api.add_argument("--steps", type=int, help="timed steps (default 6 replicate, 3 fully_shard)")
+    api.add_argument("--nosync-steps", type=int, help="replicate: steps without gradient sync, to price it (default 2)")
+    api.add_argument("--rounds", type=int, help="replicate: interleaved runs of each side (default 2)")
+    api.add_argument("--threads", type=int, default=1, help="torch threads per rank, both sides (default 1)")
+    api.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
+    api.add_argument("--fixture", help="fixture to train (default BenchMLP from fixtures/bench.yaml)")
+    api.add_argument("--smoke", action="store_true", help="a few seconds: BenchMLPSmoke, 1 warm-up + 2 steps")
+    api.add_argument("--malloc", choices=["tuned", "glibc"], default="tuned",
+                     help="tuned (default): the same fixed glibc mmap and trim thresholds on both sides, so that "
+                     "heap-top trimming does not refault gradients in one process only; glibc: its defaults")
+    api.add_argument("--ddp-python", default="/usr/bin/python3", help="interpreter of the DDP side (torch 1.13)")
+    api.add_argument("--timeout", type=float, default=600.0, help="seconds per rank group (default 600)")
+    api.add_argument("--json", metavar="PATH", help="also write the measurements as JSON")
     add_suite_options(be)
     be.set_defaults(func=cmd_bench)
     return p
