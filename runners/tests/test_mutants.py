@@ -30,6 +30,7 @@ MUTANTS = {
     "replicate_no_broadcast": ("replicate", {"replicate.init.broadcast_from_rank0"}),
     "replicate_syncs_ignored": ("replicate", {"replicate.ignore.module_grads_stay_local",
                                               "replicate.ignore.nested_modules"}),
+    "replicate_no_rebuild": ("replicate", {"replicate.bucket.rebuilt_by_cap"}),
     "replicate_wraps": ("replicate", {"replicate.state_dict.single_module", "replicate.state_dict.non_root_multiple"}),
     "shard_round_down": ("fully_shard", {"fully_shard.shard.uneven_layout_ws2", "fully_shard.parity.uneven_model"}),
     "fsdp_never_reshards": ("fully_shard", {"fully_shard.reshard.after_forward_per_setting",

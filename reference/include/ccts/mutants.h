@@ -5,7 +5,8 @@
 // changes. Names: no_fqn_check, state_not_shared, no_once_check,
 // parents_not_reset, pre_fw_before_append (contract, ModTracker); grad_sum
 // (replicate and fully_shard sum gradients instead of averaging),
-// replicate_no_broadcast, replicate_syncs_ignored, replicate_wraps (a
+// replicate_no_broadcast, replicate_syncs_ignored, replicate_no_rebuild
+// (buckets never rebuilt), replicate_wraps (a
 // DistributedDataParallel-style wrapper whose FQNs carry `module.`);
 // shard_round_down (floor(rows / world) rows per rank), fsdp_never_reshards,
 // fsdp_any_root (every module that runs forward first is a root).

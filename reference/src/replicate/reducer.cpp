@@ -121,6 +121,7 @@ std::vector<std::vector<std::size_t>> Reducer::bucket_indices() const {
 
 void Reducer::prepare_for_forward() {
   if (has_rebuilt_buckets_ || rebuilt_order_.empty() || !torch::GradMode::is_enabled()) return;
+  if (mutant("replicate_no_rebuild")) return;
   std::vector<std::size_t> order = rebuilt_order_;
   for (std::size_t i = params_.size(); i-- > 0;) {
     if (std::find(order.begin(), order.end(), i) == order.end()) order.push_back(i);
