@@ -142,14 +142,15 @@ class FSDPState : public composable::State {
     if (group) group->unshard();
   }
 
-  void post_forward(const nn::Value& output) {
+  // `self` is this state: the pre-backward hook holds it weakly.
+  void post_forward(const nn::Value& output, const std::shared_ptr<FSDPState>& self) {
     if (group) group->post_forward();
     std::vector<torch::Tensor> needs_grad;
     for (const auto& t : output.tensors()) {
       if (t.requires_grad()) needs_grad.push_back(t);
     }
     if (needs_grad.empty()) return;
-    std::weak_ptr<FSDPState> weak = std::static_pointer_cast<FSDPState>(shared_from_this_state());
+    std::weak_ptr<FSDPState> weak = self;
     nn::register_multi_grad_hook(needs_grad, [weak] {
       if (auto self = weak.lock()) self->pre_backward();
     }, nn::MultiGradMode::Any);
@@ -170,8 +171,6 @@ class FSDPState : public composable::State {
     }
     if (group) group->unshard();
   }
-
-  std::shared_ptr<FSDPState> shared_from_this_state() { return fully_shard_state(*module); }
 };
 
 namespace {
@@ -293,7 +292,7 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
       return std::optional<nn::ForwardPreResult>();
     }).detach();
     module->register_forward_hook([state](nn::Module&, const nn::Args&, const nn::Kwargs&, const nn::Value& out) {
-      state->post_forward(out);
+      state->post_forward(out, state);
       return std::optional<nn::Value>();
     }).detach();
     module->set_type_name("FSDP" + module->type_name());

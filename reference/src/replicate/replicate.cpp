@@ -1,8 +1,8 @@
 #include "ccts/replicate/replicate.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
-#include <sstream>
 #include <unordered_set>
 
 #include <torch/torch.h>
