@@ -67,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         adapter=args.adapter or execute.default_adapter(), world_sizes=args.world_sizes, patterns=args.k or [],
         areas=args.area or [], exitfirst=args.x, shuffle=args.shuffle, seed=args.seed, timeout=args.timeout,
         xfail=Path(args.xfail) if args.xfail else None, strict=args.strict, out=Path(args.out),
-        backend=args.backend, device=args.device, quiet=args.quiet, verbose=args.verbose,
+        backend=args.backend, device=args.device or ("cuda" if args.backend == "nccl" else "cpu"), quiet=args.quiet, verbose=args.verbose,
         command="./ccts run " + " ".join(shlex.quote(a) for a in args.argv))
     try:
         code = execute.run(suite_from(args), options)
@@ -170,8 +170,10 @@ def parser() -> argparse.ArgumentParser:
     ru.add_argument("--xfail", help="expected failures: '<id glob> <reason>' per line")
     ru.add_argument("--strict", action="store_true", help="an unexpected pass is a failure")
     ru.add_argument("--out", default="out", help="report folder (default out/)")
-    ru.add_argument("--backend", default="gloo")
-    ru.add_argument("--device", default="cpu")
+    ru.add_argument("--backend", default="gloo", choices=["gloo", "nccl"],
+                    help="process group backend (default gloo)")
+    ru.add_argument("--device", choices=["cpu", "cuda"],
+                    help="where models and inputs live (default: cuda for nccl, else cpu)")
     ru.add_argument("--exit-zero", action="store_true", help="exit 0 whenever the run completed (CTest fixtures)")
     ru.add_argument("-q", "--quiet", action="store_true")
     ru.add_argument("-v", "--verbose", action="store_true")

@@ -109,6 +109,10 @@ class Progress:
 
 def rerun_command(case_id: str, ws: int, options: RunOptions) -> str:
     cmd = f"./ccts run -k {shlex.quote(case_id)} --world-sizes {ws}"
+    if options.backend != "gloo":
+        cmd += f" --backend {options.backend}"
+    if options.device != ("cuda" if options.backend == "nccl" else "cpu"):
+        cmd += f" --device {options.device}"
     if options.adapter != default_adapter():
         cmd += f" --adapter {shlex.quote(options.adapter)}"
     return cmd
@@ -177,6 +181,7 @@ class Runner:
             "case": case.id, "area": case.area, "title": case.data.get("title", ""),
             "file": case.relative_file(), "source": case.data.get("source", ""),
             "requirements": case.requirements, "world_size": ws, "backend": self.options.backend,
+            "device": self.options.device,
             "outcome": "pass", "duration_s": 0.0, "message": "", "xfail_reason": None,
             "failures": [], "ranks": [], "rerun": rerun_command(case.id, ws, self.options)}
         try:
@@ -199,7 +204,13 @@ class Runner:
                           + (f"; stderr: {stderr[-300:]}" if stderr else ""))
             result["ranks"] = [{"rank": r, "outcome": "error", "error": None, "stderr_tail": t} for r, t in e.tails.items()]
             return
-        missing = [n for n in case.needs if n not in (self.implementation or {}).get("capabilities", [])]
+        implementation = self.implementation or {}
+        for what, wanted in (("backends", self.options.backend), ("devices", self.options.device)):
+            if wanted not in (implementation.get(what) or []):
+                result.update(outcome="unsupported", message=f"the adapter's {what} are "
+                              f"{implementation.get(what) or []}, not {wanted}")
+                return
+        missing = [n for n in case.needs if n not in implementation.get("capabilities", [])]
         if missing:
             result.update(outcome="unsupported", message=f"the adapter does not declare {missing}")
             return

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE_VERSION = "0.2.0"
 PROTOCOL_VERSION = 1
 DEFAULT_WORLD_SIZES = [1, 2, 4]
-DEFAULT_BACKENDS = ["gloo"]
+DEFAULT_BACKENDS = ["gloo", "nccl"]
 
 RULE_LINE = re.compile(r"^- \*\*([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+)\*\* (.+)$")
 

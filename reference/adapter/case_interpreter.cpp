@@ -568,10 +568,15 @@ class CaseRun {
 
 Session::Session(int rank, int world_size, std::string backend, std::string device)
     : rank_(rank), world_size_(world_size), backend_(std::move(backend)), device_(std::move(device)) {
-  if (device_ != "cpu") throw Unsupported("device '" + device_ + "' is not supported by " + kName);
+  // Asked for what it lacks, the adapter still says hello (listing what it has)
+  // without a process group; the runner then reports every case unsupported.
+  if (!serves_request()) return;
   process_group_ = distributed::ProcessGroup::from_env(backend_);
   distributed::set_default_process_group(process_group_);
 }
+
+// Models live on the CPU, so the only usable backend is Gloo (NCCL needs CUDA tensors).
+bool Session::serves_request() const { return backend_ == "gloo" && device_ == "cpu"; }
 
 Session::~Session() { distributed::set_default_process_group(nullptr); }
 
@@ -594,6 +599,13 @@ json Session::run(const json& message) {
                  {"rank", rank_},
                  {"observations", json::object()},
                  {"error", nullptr}};
+  if (!serves_request()) {
+    result["error"] = {{"kind", "unsupported"}, {"phase", "build"}, {"step", ""},
+                       {"message", std::string(kName) + " runs on backend gloo and device cpu, not " +
+                                       backend_ + " and " + device_}};
+    result["duration_s"] = 0.0;
+    return result;
+  }
   try {
     CaseRun run(message, rank_, world_size_, process_group_.get());
     result["error"] = run.execute();

@@ -26,6 +26,8 @@ class Session {
   json run(const json& message);
 
  private:
+  bool serves_request() const;
+
   int rank_;
   int world_size_;
   std::string backend_;

@@ -409,3 +409,40 @@ class OnFullyShard(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipIf(torch is None, NO_TORCH)
+class Placement(unittest.TestCase):
+    """On `device: cuda` every tensor of a fixture is placed, also those Module.to()
+    misses; the meta device stands in for CUDA on a machine without a GPU."""
+
+    def test_parameters_buffers_plain_attributes_and_plain_list_modules(self) -> None:
+        from runners.adapters.pytorch import fixtures as fx
+        from runners.suite import Suite, resolved_fixtures
+
+        suite = Suite()
+        meta = torch.device("meta")
+        cases = {c.id: c for c in suite.load_cases()}
+        for case_id, fixture in (("fixtures.fake_sequential.parameters", "FakeSequential"),
+                                 ("contract.fqn.wrapper_rejected", "ToyModel")):
+            definition = resolved_fixtures(cases[case_id], suite)[fixture]
+            model = fx.build_module(definition, 0, device=meta)
+            tensors = list(model.parameters()) + list(model.buffers())
+            for module in model.modules():
+                for value in vars(module).values():
+                    if isinstance(value, torch.Tensor):
+                        tensors.append(value)
+                    elif isinstance(value, list):
+                        tensors += [t for m in value if isinstance(m, nn.Module) for t in m.parameters()]
+            self.assertGreater(len(tensors), len(list(model.parameters())), fixture)
+            self.assertEqual({t.device for t in tensors}, {meta}, fixture)
+            args, kwargs = fx.make_input(definition, 1, meta)
+            self.assertEqual({t.device for t in args + list(kwargs.values()) if isinstance(t, torch.Tensor)}, {meta})
+
+    def test_a_missing_backend_is_declared_not_initialized(self) -> None:
+        hello = adapter_lines({"type": "hello", "protocol": 1, "suite_version": "0.2.0", "backend": "nccl",
+                               "device": "cuda"}, {"type": "bye"})[0]
+        self.assertEqual(hello["type"], "hello")
+        self.assertEqual("nccl" in hello["backends"], torch.cuda.is_available() and
+                         torch.distributed.is_nccl_available())
+        self.assertEqual(hello["build"]["libtorch"], torch.__version__.split("+")[0])

@@ -33,6 +33,22 @@ class Faults(unittest.TestCase):
         self.assertEqual(code, 0)
         self.assertIn("0 passed, 0 failed, 1 unsupported, 0 skipped", output)
 
+    def test_a_backend_or_device_the_adapter_lacks_is_unsupported(self) -> None:
+        # The fake lists gloo/cpu; nccl means cuda unless --device says otherwise.
+        suite = TempSuite([case("t.a", [{"equal": {"actual": "x", "value": 1}}]),
+                           case("t.cpu_only", [{"equal": {"actual": "x", "value": 1}}], backends=["gloo"])],
+                          {"t.a": OK, "t.cpu_only": OK})
+        code, output, report = suite.run("--world-sizes", "1", "--backend", "nccl")
+        self.assertEqual(outcomes(report), {"t.a@1": "unsupported", "t.cpu_only@1": "unsupported"}, output)
+        self.assertEqual(code, 0)
+        by_case = {r["case"]: r for r in report["results"]}
+        self.assertEqual(by_case["t.a"]["message"], "the adapter's backends are ['gloo'], not nccl")
+        self.assertEqual(by_case["t.cpu_only"]["message"], "the case runs on ['gloo'], not nccl")
+        self.assertEqual(by_case["t.a"]["device"], "cuda")
+        self.assertIn("--backend nccl", by_case["t.a"]["rerun"])
+        _, output, report = suite.run("--world-sizes", "1", "--device", "cuda")
+        self.assertEqual(report["results"][0]["message"], "the adapter's devices are ['cpu'], not cuda", output)
+
     def test_adapter_error_kind_unsupported_is_unsupported(self) -> None:
         answers = {"t.u": {"error": {"kind": "unsupported", "phase": "build", "message": "no", "step": "0"}}}
         suite = TempSuite([case("t.u", [{"equal": {"actual": "x", "value": 1}}])], answers)

@@ -22,16 +22,34 @@ def hello(message: dict[str, Any]) -> dict[str, Any]:
     from .interpreter import capabilities
 
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    backend = message.get("backend", "gloo")
-    if not dist.is_initialized():
+    backend, device = message.get("backend", "gloo"), message.get("device", "cpu")
+    cuda = torch.cuda.is_available()
+    backends = ["gloo"] + (["nccl"] if cuda and dist.is_nccl_available() else [])
+    devices = ["cpu"] + (["cuda"] if cuda else [])
+    # Asked for what it lacks, it says hello without a process group; the runner
+    # then reports every case unsupported.
+    if backend in backends and device in devices and not dist.is_initialized():
+        if device == "cuda":  # one GPU per rank where there are enough, as torchrun's users do
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
         dist.init_process_group(backend, rank=rank, world_size=world_size)
-    caps = capabilities()
-    backends = ["gloo"] + (["nccl"] if dist.is_nccl_available() and torch.cuda.is_available() else [])
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     return {"type": "hello", "protocol": PROTOCOL, "name": "pytorch", "version": torch.__version__,
-            "capabilities": caps, "backends": backends, "devices": devices,
-            "build": {"libtorch": torch.__version__.split("+")[0], "cuda": torch.version.cuda},
-            "rank": rank, "world_size": world_size}
+            "capabilities": capabilities(), "backends": backends, "devices": devices,
+            "build": build_info(), "rank": rank, "world_size": world_size}
+
+
+def build_info() -> dict[str, Any]:
+    """What the report records of this PyTorch: version, CUDA, NCCL, the GPU."""
+    import torch
+    import torch.distributed as dist
+
+    info: dict[str, Any] = {"libtorch": torch.__version__.split("+")[0], "cuda": torch.version.cuda}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["gpu_count"] = torch.cuda.device_count()
+        if dist.is_nccl_available():
+            version = torch.cuda.nccl.version()  # a tuple since 1.x's int
+            info["nccl"] = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+    return info
 
 
 def main() -> int:

@@ -137,8 +137,10 @@ class _null:
 
 
 class Context:
-    def __init__(self, seed: int, probe: Optional[Probe], checkpoint: Optional[Checkpoint]) -> None:
+    def __init__(self, seed: int, probe: Optional[Probe], checkpoint: Optional[Checkpoint],
+                 device: torch.device = torch.device("cpu")) -> None:
         self.seed = seed
+        self.device = device
         self.probe = probe or (lambda name: None)
         self.checkpoint = checkpoint or _no_checkpoint
 
@@ -167,7 +169,7 @@ class Builder:
             with torch.no_grad():
                 for name, p in linear.named_parameters(recurse=False):
                     p.copy_(generated(list(p.shape), {"uniform": [-bound, bound]}, seed, join(fqn, name)))
-            return linear
+            return linear.to(self.context.device)
         if cls == "ReLU":
             return nn.ReLU(inplace=isinstance(spec, dict) and spec.get("inplace", False))
         if cls in ("Sequential", "ModuleList"):
@@ -184,6 +186,11 @@ class Builder:
             self.types[cls] = type(cls, (FixtureModule,), {"definition": definition})
         module = self.types[cls](self.context)
         seed = self.context.seed
+
+        def tensor(spec: dict[str, Any], path: str) -> torch.Tensor:
+            # Generated on the CPU (the same bits everywhere), then placed; plain
+            # attributes and plain-list modules too, which Module.to() would miss.
+            return generated(spec["shape"], spec.get("init"), seed, path).to(self.context.device)
         for member in definition.get("members") or []:
             name = member["name"]
             path = join(fqn, name)
@@ -191,15 +198,15 @@ class Builder:
                 setattr(module, name, self.build(member["module"], path))
             elif "parameter" in member:
                 spec = member["parameter"]
-                module.register_parameter(name, nn.Parameter(generated(spec["shape"], spec.get("init"), seed, path),
+                module.register_parameter(name, nn.Parameter(tensor(spec, path),
                                                              requires_grad=spec.get("requires_grad", True)))
             elif "buffer" in member:
                 spec = member["buffer"]
-                module.register_buffer(name, generated(spec["shape"], spec.get("init"), seed, path),
+                module.register_buffer(name, tensor(spec, path),
                                        persistent=spec.get("persistent", True))
             elif "tensor_attribute" in member:
                 spec = member["tensor_attribute"]
-                object.__setattr__(module, name, generated(spec["shape"], spec.get("init"), seed, path))
+                object.__setattr__(module, name, tensor(spec, path))
             else:
                 specs = member["module_list_attribute"]
                 specs = items if specs == "$items" else specs
@@ -209,11 +216,12 @@ class Builder:
 
 
 def build_module(fixture: dict[str, Any], seed: int = 0, probe: Optional[Probe] = None,
-                 checkpoint: Optional[Checkpoint] = None) -> nn.Module:
-    return Builder(fixture, Context(seed, probe, checkpoint)).build(fixture["root"], "")
+                 checkpoint: Optional[Checkpoint] = None, device: torch.device = torch.device("cpu")) -> nn.Module:
+    return Builder(fixture, Context(seed, probe, checkpoint, device)).build(fixture["root"], "")
 
 
-def make_input(fixture: dict[str, Any], seed: int) -> tuple[list, dict]:
+def make_input(fixture: dict[str, Any], seed: int, device: torch.device = torch.device("cpu")) -> tuple[list, dict]:
+    """The fixture's example input, generated on the CPU, then placed on `device`."""
     def value(spec: Any, path: str) -> Any:
         if "dict" in spec:
             return {k: value(v, f"{path}.{k}") for k, v in spec["dict"].items()}
@@ -221,7 +229,7 @@ def make_input(fixture: dict[str, Any], seed: int) -> tuple[list, dict]:
             if kind in spec:
                 seq = [value(v, f"{path}.{i}") for i, v in enumerate(spec[kind])]
                 return tuple(seq) if kind == "tuple" else seq
-        t = generated(spec["shape"], spec.get("init"), seed, "input:" + path)
+        t = generated(spec["shape"], spec.get("init"), seed, "input:" + path).to(device)
         if spec.get("requires_grad"):
             t.requires_grad_(True)
         if spec.get("clone"):

@@ -65,6 +65,10 @@ class CaseRun:
         self.rank = rank
         self.world_size = world_size
         self.device = message.get("device", "cpu")
+        # Where models and inputs live: fixtures are generated on the CPU (the same
+        # bits everywhere), then placed (spec/ADAPTERS.md, "Where a case runs").
+        self.placement = torch.device("cuda", torch.cuda.current_device()) if self.device == "cuda" \
+            else torch.device("cpu")
         self.models: dict[str, nn.Module] = {}
         self.values: dict[str, Any] = {}
         self.inputs: dict[str, tuple[list, dict]] = {}
@@ -111,14 +115,14 @@ class CaseRun:
 
     def step_build(self, body: dict[str, Any], path: str) -> None:
         self.models[body["as"]] = fx.build_module(self.fixture(body["fixture"]), self.seed(body), self.on_probe,
-                                                  self.checkpoint)
+                                                  self.checkpoint, self.placement)
 
     def step_copy(self, body: dict[str, Any], path: str) -> None:
         import copy
         self.models[body["as"]] = copy.deepcopy(self.module(body["from"]))
 
     def step_input(self, body: dict[str, Any], path: str) -> None:
-        args, kwargs = fx.make_input(self.fixture(body["fixture"]), self.seed(body))
+        args, kwargs = fx.make_input(self.fixture(body["fixture"]), self.seed(body), self.placement)
         self.inputs[body["as"]] = (args, kwargs)
         self.values[body["as"]] = args[0] if len(args) == 1 and not kwargs else tuple(args)
 
@@ -129,7 +133,7 @@ class CaseRun:
             flat = pv.normal(shape, self.seed(body), stream)
         else:
             flat = pv.uniform(shape, body.get("low", -1.0), body.get("high", 1.0), self.seed(body), stream)
-        t = torch.tensor(flat, dtype=torch.float32).reshape(shape)
+        t = torch.tensor(flat, dtype=torch.float32).reshape(shape).to(self.placement)
         self.values[body["as"]] = t.requires_grad_(True) if body.get("requires_grad") else t
 
     def step_slice(self, body: dict[str, Any], path: str) -> None:
