@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds the reference against the LibTorch inside a PyTorch 2.x install and
 # runs its unit tests and the suite on the 2.x-built adapter.
-#   PYTHON=/path/to/venv/python .ci/libtorch2x.sh
+#   PYTHON=/path/to/venv/python .ci/libtorch2x.sh     (BUILD_ONLY=1: build and unit tests only)
 # Debian packages the wheel does not bring (catch2, nlohmann-json3-dev,
 # libyaml-cpp-dev, libgloo-dev for the gloo headers ProcessGroupGloo.hpp
 # includes, python3-yaml for the runner) may be unpacked into $DEPS with
@@ -16,5 +16,6 @@ cmake -S . -B build2x -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCCTS_CONFORMANCE_TESTS=OFF -DPython3_EXECUTABLE="$PYTHON"
 cmake --build build2x -j"$(nproc)"
 (cd build2x && ctest -L unit --output-on-failure -j"$(nproc)")
+[ "${BUILD_ONLY:-0}" = 1 ] && exit 0
 PYTHONPATH=".:$DEPS/usr/lib/python3/dist-packages" "$PYTHON" -m runners run \
   --adapter build2x/reference/adapter/ccts-adapter --world-sizes 1,2,4 --out out2x -q

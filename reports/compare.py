@@ -31,7 +31,9 @@ class ComparedRun:
 
 def _labels(views: Sequence[ReportView], paths: Sequence[Path]) -> list[str]:
     """Implementation names, made unique by the report's path, then its position."""
-    labels = [v.implementation_label for v in views]
+    # Gloo on the CPU goes without saying; other placements (nccl/cuda) are named.
+    labels = [f"{v.implementation_label} ({v.placement_label})" if v.placement_label not in ("", "gloo/cpu")
+              else v.implementation_label for v in views]
     counts = Counter(labels)
     labels = [f"{label} ({p.parent.name}/{p.name})" if counts[label] > 1 else label
               for label, p in zip(labels, paths)]

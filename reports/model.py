@@ -244,6 +244,12 @@ class ReportView:
         return f"{name} {version}" if version else str(name)
 
     @property
+    def placement_label(self) -> str:
+        """Where the results ran ("gloo/cpu", "nccl/cuda"), from the results themselves."""
+        seen = sorted({f"{r.get('backend') or 'gloo'}/{r.get('device') or 'cpu'}" for r in self.results})
+        return ", ".join(seen)
+
+    @property
     def suite_label(self) -> str:
         name = self.suite.get("name") or "ccts"
         version = self.suite.get("version")

@@ -1,4 +1,4 @@
-"""ccts runner command line: list, validate, run, report, compare, outcome, golden, bench."""
+"""ccts runner command line: list, validate, run, report, compare, snapshot, outcome, golden, bench."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import execute
+from . import execute, snapshot
 from .suite import Suite, SuiteError
 from .validate import validate
 
@@ -62,13 +62,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    options = execute.RunOptions(
+def run_options(args: argparse.Namespace, out: Path, command: str) -> execute.RunOptions:
+    return execute.RunOptions(
         adapter=args.adapter or execute.default_adapter(), world_sizes=args.world_sizes, patterns=args.k or [],
         areas=args.area or [], exitfirst=args.x, shuffle=args.shuffle, seed=args.seed, timeout=args.timeout,
-        xfail=Path(args.xfail) if args.xfail else None, strict=args.strict, out=Path(args.out),
-        backend=args.backend, device=args.device or ("cuda" if args.backend == "nccl" else "cpu"), quiet=args.quiet, verbose=args.verbose,
-        command="./ccts run " + " ".join(shlex.quote(a) for a in args.argv))
+        xfail=Path(args.xfail) if args.xfail else None, strict=args.strict, out=out,
+        backend=args.backend, device=args.device or ("cuda" if args.backend == "nccl" else "cpu"), quiet=args.quiet,
+        verbose=args.verbose, command=command)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    options = run_options(args, Path(args.out), "./ccts run " + " ".join(shlex.quote(a) for a in args.argv))
     try:
         code = execute.run(suite_from(args), options)
     except SuiteError as e:
@@ -97,7 +101,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     import reports
-    return print_written(lambda: reports.render_compare([Path(p) for p in args.reports], Path(args.out)))
+    paths = [Path(p) for p in args.reports] or snapshot.snapshot_reports()
+    if not paths:
+        print(f"error: no reports given and none in {snapshot.SNAPSHOT_DIR}", file=sys.stderr)
+        return 2
+    return print_written(lambda: reports.render_compare(paths, Path(args.out)))
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else snapshot.run_folder(args.name)
+    return snapshot.main(args, run_options(args, out=out,
+                                           command="./ccts snapshot " + " ".join(shlex.quote(a) for a in args.argv)),
+                         suite_from(args))
 
 
 def cmd_outcome(args: argparse.Namespace) -> int:
@@ -145,6 +160,27 @@ examples:
 """
 
 
+def add_run_options(ru: argparse.ArgumentParser) -> None:
+    """What selects and runs cases: shared by run and snapshot."""
+    ru.add_argument("--adapter", help="adapter command (default: the reference's ccts-adapter)")
+    ru.add_argument("--world-sizes", type=world_sizes, default=[1, 2, 4])
+    ru.add_argument("-k", action="append", metavar="PATTERN", help="case id glob (repeatable)")
+    ru.add_argument("--area", action="append", help="only this area (repeatable)")
+    ru.add_argument("-x", action="store_true", help="stop at the first failure")
+    ru.add_argument("--shuffle", action="store_true", help="run cases in random order")
+    ru.add_argument("--seed", type=int, help="seed of --shuffle")
+    ru.add_argument("--timeout", type=float, default=60.0, help="seconds per case (default 60)")
+    ru.add_argument("--xfail", help="expected failures: '<id glob> <reason>' per line")
+    ru.add_argument("--strict", action="store_true", help="an unexpected pass is a failure")
+    ru.add_argument("--backend", default="gloo", choices=["gloo", "nccl"],
+                    help="process group backend (default gloo)")
+    ru.add_argument("--device", choices=["cpu", "cuda"],
+                    help="where models and inputs live (default: cuda for nccl, else cpu)")
+    ru.add_argument("-q", "--quiet", action="store_true")
+    ru.add_argument("-v", "--verbose", action="store_true")
+    add_suite_options(ru)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ccts", description="conformance suite runner")
     sub = p.add_subparsers(dest="verb", required=True)
@@ -159,25 +195,9 @@ def parser() -> argparse.ArgumentParser:
     va.set_defaults(func=cmd_validate)
 
     ru = sub.add_parser("run", help="run cases against an adapter")
-    ru.add_argument("--adapter", help="adapter command (default: the reference's ccts-adapter)")
-    ru.add_argument("--world-sizes", type=world_sizes, default=[1, 2, 4])
-    ru.add_argument("-k", action="append", metavar="PATTERN", help="case id glob (repeatable)")
-    ru.add_argument("--area", action="append", help="only this area (repeatable)")
-    ru.add_argument("-x", action="store_true", help="stop at the first failure")
-    ru.add_argument("--shuffle", action="store_true", help="run cases in random order")
-    ru.add_argument("--seed", type=int, help="seed of --shuffle")
-    ru.add_argument("--timeout", type=float, default=60.0, help="seconds per case (default 60)")
-    ru.add_argument("--xfail", help="expected failures: '<id glob> <reason>' per line")
-    ru.add_argument("--strict", action="store_true", help="an unexpected pass is a failure")
+    add_run_options(ru)
     ru.add_argument("--out", default="out", help="report folder (default out/)")
-    ru.add_argument("--backend", default="gloo", choices=["gloo", "nccl"],
-                    help="process group backend (default gloo)")
-    ru.add_argument("--device", choices=["cpu", "cuda"],
-                    help="where models and inputs live (default: cuda for nccl, else cpu)")
     ru.add_argument("--exit-zero", action="store_true", help="exit 0 whenever the run completed (CTest fixtures)")
-    ru.add_argument("-q", "--quiet", action="store_true")
-    ru.add_argument("-v", "--verbose", action="store_true")
-    add_suite_options(ru)
     ru.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("report", help="render report formats from a report.json")
@@ -186,9 +206,16 @@ def parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
     co = sub.add_parser("compare", help="several implementations side by side")
-    co.add_argument("reports", nargs="+")
+    co.add_argument("reports", nargs="*", help="report.json files (default: the committed reports/snapshot/*.json)")
     co.add_argument("--out", default="out/compare")
     co.set_defaults(func=cmd_compare)
+
+    sn = sub.add_parser("snapshot", help="run the suite and commit its report.json as reports/snapshot/NAME.json")
+    sn.add_argument("name", help="file name in reports/snapshot/, e.g. reference-gloo or pytorch-2.11-nccl")
+    sn.add_argument("--snapshot-dir", default=str(snapshot.SNAPSHOT_DIR), help="default reports/snapshot/")
+    sn.add_argument("--out", help="the run's report folder (default out/snapshot/NAME/)")
+    add_run_options(sn)
+    sn.set_defaults(func=cmd_snapshot)
 
     oc = sub.add_parser("outcome", help="one result's outcome as an exit code (CTest)")
     oc.add_argument("--report", required=True)

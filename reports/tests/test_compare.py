@@ -82,6 +82,23 @@ class Compare(unittest.TestCase):
         self.assertIn("1/9 cases, 1/8 rules", text)
         self.assertIn("libtorch 1.13.0, cuda none", text)
 
+    def test_a_run_off_gloo_cpu_names_its_placement(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = []
+            for name, backend, device in (("gloo", "gloo", None), ("nccl", "nccl", "cuda")):
+                report = samples.partial_report()
+                for r in report["results"]:
+                    r["backend"] = backend
+                    if device:
+                        r["device"] = device
+                path = Path(tmp) / f"{name}.json"
+                path.write_text(json.dumps(report), encoding="utf-8")
+                paths.append(path)
+            render_compare(paths, Path(tmp))
+            md = (Path(tmp) / "compare.md").read_text(encoding="utf-8")
+        header = md_rows(md, "Results by area")[0]
+        self.assertEqual(header[2:], ["ccts-reference 0.1.0", "ccts-reference 0.1.0 (nccl/cuda)"])
+
     def test_same_implementation_twice_gets_distinct_labels(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             paths = []

@@ -1,10 +1,11 @@
 """list, run with nothing selected, report, compare and outcome (CTest's view of one result)."""
+import json
 import os
 import subprocess
 import sys
 import unittest
 
-from runners.tests.support import ROOT, TempSuite, case
+from runners.tests.support import FAKE, ROOT, TempSuite, case
 
 OK = {"observations": {"x": {"kind": "json", "value": 1}}}
 
@@ -76,3 +77,29 @@ class Verbs(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Snapshot(unittest.TestCase):
+    def test_snapshot_commits_the_report_and_a_summary_and_compare_defaults_to_it(self) -> None:
+        suite = TempSuite([case("t.a", [{"equal": {"actual": "x", "value": 1}}])],
+                          {"t.a": {"observations": {"x": {"kind": "json", "value": 1}}}})
+        folder = suite.dir / "snapshot"
+        env = dict(os.environ, PYTHONPATH=str(ROOT), FAKE_ANSWERS=str(suite.answers))
+
+        def ccts(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "runners", *args], capture_output=True, text=True,
+                                  env=env, cwd=ROOT, timeout=60)
+
+        p = ccts("snapshot", "fake-gloo", "--snapshot-dir", str(folder), "--out", str(suite.out),
+                 "--adapter", " ".join(FAKE), "--world-sizes", "1", *suite.args())
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        committed = json.loads((folder / "fake-gloo.json").read_text())
+        self.assertEqual(committed["results"][0]["outcome"], "pass")
+        self.assertIn("./ccts snapshot fake-gloo", committed["command"])
+        summary = (folder / "SUMMARY.md").read_text()
+        self.assertIn("fake 0", summary)
+        self.assertIn("`fake-gloo.json`", summary)
+        self.assertNotIn(str(folder), summary)
+        p = ccts("snapshot", "bad/name", "--snapshot-dir", str(folder), *suite.args())
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("snapshot name 'bad/name'", p.stderr)
