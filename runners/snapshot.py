@@ -32,14 +32,17 @@ def snapshot_reports(folder: Path = SNAPSHOT_DIR) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-def write_summary(folder: Path) -> Path:
+def summary_text(folder: Path) -> str:
     from reports.compare import build_comparison, render_compare_markdown
 
     text = render_compare_markdown(build_comparison(snapshot_reports(folder)))
     # Paths relative to the snapshot folder: the summary reads the same on every machine.
-    text = text.replace(str(folder.resolve()) + "/", "").replace(str(folder) + "/", "")
+    return text.replace(str(folder.resolve()) + "/", "").replace(str(folder) + "/", "")
+
+
+def write_summary(folder: Path) -> Path:
     summary = folder / SUMMARY
-    summary.write_text(text, encoding="utf-8")
+    summary.write_text(summary_text(folder), encoding="utf-8")
     return summary
 
 

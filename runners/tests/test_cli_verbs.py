@@ -103,3 +103,16 @@ class Snapshot(unittest.TestCase):
         p = ccts("snapshot", "bad/name", "--snapshot-dir", str(folder), *suite.args())
         self.assertEqual(p.returncode, 2)
         self.assertIn("snapshot name 'bad/name'", p.stderr)
+
+    def test_the_committed_snapshot_is_valid_and_its_summary_current(self) -> None:
+        import reports
+        from runners import snapshot
+
+        paths = snapshot.snapshot_reports()
+        self.assertTrue(paths, "reports/snapshot/ holds no report")
+        for path in paths:
+            report = reports.load_report(path)  # schema, then fields
+            self.assertFalse(report["partial"], path)
+        self.assertEqual((snapshot.SNAPSHOT_DIR / snapshot.SUMMARY).read_text(encoding="utf-8"),
+                         snapshot.summary_text(snapshot.SNAPSHOT_DIR),
+                         "reports/snapshot/SUMMARY.md is stale: rerun ./ccts snapshot or write_summary")
