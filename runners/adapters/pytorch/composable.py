@@ -165,13 +165,19 @@ def applied_state(name: str, module: nn.Module, observation: str) -> Any:
     return state
 
 
+def get_registry(module: nn.Module) -> Optional[dict]:
+    """contract's per-module registry (None when no API was applied). It lives in
+    _composable.contract; the package re-exports it only in some releases."""
+    from torch.distributed._composable.contract import _get_registry
+    return _get_registry(module)
+
+
 def is_fully_sharded(module: nn.Module) -> bool:
     """replicate.py's _is_fully_sharded: fully_shard is in the module's registry."""
     try:
-        from torch.distributed._composable import _get_registry
-    except Exception:  # noqa: BLE001 - no composable APIs: nothing is fully sharded
+        registry = get_registry(module)
+    except ImportError:  # no composable APIs: nothing is fully sharded
         return False
-    registry = _get_registry(module)
     return registry is not None and "fully_shard" in registry
 
 
@@ -231,9 +237,12 @@ def fully_shard_managed(module: nn.Module) -> Optional[list[str]]:
     for group in groups:
         for fsdp_param in group.fsdp_params:
             owned.add(id(fsdp_param.sharded_param))
-            unsharded = getattr(fsdp_param, "_unsharded_param", None)
-            if unsharded is not None:
-                owned.add(id(unsharded))
+            # Between an integer reshard_after_forward's forward and backward the
+            # module holds the k-way shard (_fsdp_param.py, _setattr_on_modules).
+            for held in ("_unsharded_param", "_sharded_post_forward_param"):
+                param = getattr(fsdp_param, held, None)
+                if param is not None:
+                    owned.add(id(param))
     return [n for n, p in module.named_parameters() if id(p) in owned]
 
 

@@ -227,12 +227,10 @@ class CaseRun:
             state = self.api(ref["api"]).state(self.module(ref["module"]))
             obs = as_json(None if state is None else getattr(state, ref["key"], None))
         elif kind == "registry":
-            from torch.distributed._composable import _get_registry
-            registry = _get_registry(self.module(ref))
+            registry = cp.get_registry(self.module(ref))
             obs = as_json(None if registry is None else list(registry))
         elif kind == "registry_identity":
-            from torch.distributed._composable import _get_registry
-            registries = [_get_registry(self.module(m)) for m in ref]
+            registries = [cp.get_registry(self.module(m)) for m in ref]
             flat = identities([item for r in registries if r is not None for item in r.values()])
             out, k = [], 0
             for r in registries:

@@ -33,7 +33,9 @@ def identity_hooks(module: nn.Module, kinds: list[str]) -> None:
 
 
 def make_test_api(definition: dict[str, Any], observations: dict[str, Any]) -> Any:
-    from torch.distributed._composable import _get_registry, contract
+    from torch.distributed._composable import contract
+
+    from .composable import get_registry
 
     actions = definition.get("do") or []
     returns = definition.get("returns", "input")
@@ -68,7 +70,7 @@ def make_test_api(definition: dict[str, Any], observations: dict[str, Any]) -> A
                     delattr(m, arg["name"])
                     setattr(m, arg["name"], tensor)
                 elif verb == "record_registry":
-                    registry = _get_registry(m)
+                    registry = get_registry(m)
                     observations[arg["as"]] = {"kind": "json", "value": None if registry is None else list(registry)}
                 else:
                     raise ValueError(f"define_api.do: unknown action {verb!r}")
