@@ -1,6 +1,7 @@
 #!/bin/bash
 # The oracle run: the whole suite against real PyTorch 2.x through its adapter,
 # on a machine with an NVIDIA GPU, in one go:
+#   0. the PyTorch adapter's unit tests (their 2.x paths skip elsewhere);
 #   1. golden values regenerated from PyTorch (./ccts golden);
 #   2. snapshot pytorch-<version>-gloo: Gloo on the CPU at 1, 2 and 4 ranks;
 #   3. snapshot pytorch-<version>-nccl: NCCL on CUDA at 1 rank per GPU count;
@@ -48,6 +49,8 @@ import platform, torch, torch.distributed as dist
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
       "gpus", torch.cuda.device_count(), "nccl", dist.is_nccl_available() and torch.cuda.nccl.version())
 EOF
+# The adapter's own tests: here its PyTorch 2.x paths run instead of skipping.
+step adapter-tests "$PYTHON" -m unittest -v runners.tests.test_pytorch_adapter
 step golden runner golden --adapter "$ADAPTER"
 step gloo runner snapshot "pytorch-$VERSION-gloo" --adapter "$ADAPTER" --world-sizes 1,2,4 --timeout 180
 GPUS="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())')"
