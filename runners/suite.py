@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITE_VERSION = "0.2.0"
+SUITE_VERSION = "0.3.0"
 PROTOCOL_VERSION = 1
 DEFAULT_WORLD_SIZES = [1, 2, 4]
 DEFAULT_BACKENDS = ["gloo", "nccl"]

@@ -24,7 +24,7 @@ namespace ccts::adapter {
 namespace {
 
 constexpr const char* kName = "ccts-reference";
-constexpr const char* kVersion = "0.2.0";
+constexpr const char* kVersion = "0.3.0";
 
 // An error raised while running a step, with the phase and step path the
 // protocol reports (spec/ADAPTERS.md, "Errors").

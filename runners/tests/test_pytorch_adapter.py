@@ -440,7 +440,7 @@ class Placement(unittest.TestCase):
             self.assertEqual({t.device for t in args + list(kwargs.values()) if isinstance(t, torch.Tensor)}, {meta})
 
     def test_a_missing_backend_is_declared_not_initialized(self) -> None:
-        hello = adapter_lines({"type": "hello", "protocol": 1, "suite_version": "0.2.0", "backend": "nccl",
+        hello = adapter_lines({"type": "hello", "protocol": 1, "suite_version": "0.3.0", "backend": "nccl",
                                "device": "cuda"}, {"type": "bye"})[0]
         self.assertEqual(hello["type"], "hello")
         self.assertEqual("nccl" in hello["backends"], torch.cuda.is_available() and
