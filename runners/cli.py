@@ -67,7 +67,7 @@ def run_options(args: argparse.Namespace, out: Path, command: str) -> execute.Ru
         adapter=args.adapter or execute.default_adapter(), world_sizes=args.world_sizes, patterns=args.k or [],
         areas=args.area or [], exitfirst=args.x, shuffle=args.shuffle, seed=args.seed, timeout=args.timeout,
         xfail=Path(args.xfail) if args.xfail else None, strict=args.strict, out=out,
-        backend=args.backend, device=args.device or ("cuda" if args.backend == "nccl" else "cpu"), quiet=args.quiet,
+        backend=args.backend, device=args.device or execute.default_device(args.backend), quiet=args.quiet,
         verbose=args.verbose, command=command)
 
 

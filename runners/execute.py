@@ -107,11 +107,16 @@ class Progress:
             sys.stdout.flush()
 
 
+def default_device(backend: str) -> str:
+    """NCCL needs CUDA tensors; every other backend runs on the CPU unless told (spec/ADAPTERS.md)."""
+    return "cuda" if backend == "nccl" else "cpu"
+
+
 def rerun_command(case_id: str, ws: int, options: RunOptions) -> str:
     cmd = f"./ccts run -k {shlex.quote(case_id)} --world-sizes {ws}"
     if options.backend != "gloo":
         cmd += f" --backend {options.backend}"
-    if options.device != ("cuda" if options.backend == "nccl" else "cpu"):
+    if options.device != default_device(options.backend):
         cmd += f" --device {options.device}"
     if options.adapter != default_adapter():
         cmd += f" --adapter {shlex.quote(options.adapter)}"
