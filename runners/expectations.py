@@ -12,6 +12,11 @@ from typing import Any
 from . import portable_values
 
 DEFAULT_TOLERANCE = {"rtol": 1.3e-6, "atol": 1e-5}
+
+
+def case_tolerance(case: dict[str, Any]) -> dict[str, float]:
+    """The case's `tolerance` over the default one (spec/CASES.md)."""
+    return {**DEFAULT_TOLERANCE, **(case.get("tolerance") or {})}
 EXPECTATIONS = ("equal", "not_equal", "allclose", "same_across_ranks", "different_across_ranks",
                 "set_equal", "contains", "error", "no_error", "golden")
 
@@ -208,7 +213,7 @@ class Judge:
         self.case = case
         self.observations = observations  # index = rank
         self.errors = errors
-        self.tolerance = {**DEFAULT_TOLERANCE, **(case.get("tolerance") or {})}
+        self.tolerance = case_tolerance(case)
         self.golden_dir = golden_dir
         self.case_error: Any = None  # the error of the rank being judged
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .execute import RunOptions, Runner, select
-from .expectations import DEFAULT_TOLERANCE, close
+from .expectations import case_tolerance, close
 from .session import RankFault
 from .suite import Suite, resolved_fixtures
 from .validate import GOLDEN_FORMAT
@@ -49,7 +49,7 @@ def other_version_agrees(old_text: str, producer: dict[str, Any], case: dict[str
         return False
     if (old.get("produced_by") or {}) == producer:
         return False  # the same oracle must give the same bits
-    tolerance = {**DEFAULT_TOLERANCE, **(case.get("tolerance") or {})}
+    tolerance = case_tolerance(case)
     return close(json.loads(new_text)["observation"], old.get("observation"),
                  tolerance["rtol"], tolerance["atol"]) is None
 
