@@ -12,11 +12,18 @@
 //    does not support reduce_scatter"); kGlooReduceScatter says whether the
 //    native one may be used. Without it, ProcessGroup::reduce_scatter is an
 //    all-reduce of the whole input followed by this rank's chunk.
+//  * Autograd nodes: 1.13 holds them in std::shared_ptr; 2.x (since 2.10) in
+//    c10::intrusive_ptr. compat::NodePtr is whatever Tensor::grad_fn() returns.
 //  * NCCL exists only in builds of LibTorch with CUDA, which define
 //    USE_C10D_NCCL for their users (as every build with Gloo defines
 //    USE_C10D_GLOO); kNccl says whether this build has it. (Only
 //    src/distributed/ includes the backends' headers; NCCL's need CUDA's.)
 #include <torch/version.h>
+
+#include <type_traits>
+#include <utility>
+
+#include <ATen/core/TensorBody.h>
 
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #if TORCH_VERSION_MAJOR >= 2
@@ -34,6 +41,8 @@ using NativeGroup = c10d::Backend;
 #else
 using NativeGroup = c10d::ProcessGroup;
 #endif
+
+using NodePtr = std::decay_t<decltype(std::declval<const at::Tensor&>().grad_fn())>;
 
 inline constexpr bool kGlooReduceScatter =
     TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8);

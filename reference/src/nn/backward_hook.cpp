@@ -1,5 +1,7 @@
 #include "backward_hook.h"
 
+#include "ccts/compat.h"
+
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -52,7 +54,7 @@ struct LambdaPostHook : public torch::autograd::FunctionPostHook {
 // positions of the tensors, or nothing when no input needs grad.
 std::optional<std::vector<std::size_t>> apply_on_tensors(
     std::vector<Value>& items,
-    const std::function<void(const std::shared_ptr<torch::autograd::Node>&)>& attach) {
+    const std::function<void(const compat::NodePtr&)>& attach) {
   std::vector<std::size_t> index;
   variable_list tensors;
   bool requires_grad = false;
@@ -66,7 +68,7 @@ std::optional<std::vector<std::size_t>> apply_on_tensors(
   if (!(requires_grad && torch::GradMode::is_enabled())) return std::nullopt;
   // A TensorList, not a vector: only that form counts as differentiable input.
   variable_list wrapped = BackwardHookFunction::apply(at::TensorList(tensors));
-  std::shared_ptr<torch::autograd::Node> node;
+  compat::NodePtr node;
   for (const auto& t : wrapped) {
     if (t.grad_fn()) {
       node = t.grad_fn();

@@ -1,5 +1,7 @@
 #include "ccts/nn/grad_hooks.h"
 
+#include "ccts/compat.h"
+
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,7 +16,7 @@ namespace ccts::nn {
 
 namespace {
 
-std::shared_ptr<torch::autograd::Node> node_of(const torch::Tensor& t) {
+compat::NodePtr node_of(const torch::Tensor& t) {
   if (t.grad_fn()) return t.grad_fn();
   return torch::autograd::impl::grad_accumulator(t);
 }
@@ -50,9 +52,10 @@ std::shared_ptr<void> register_post_accumulate_grad_hook(const torch::Tensor& le
   if (!leaf.requires_grad() || leaf.grad_fn()) {
     throw std::invalid_argument("post-accumulate-grad hooks need a leaf tensor that requires grad");
   }
-  std::shared_ptr<torch::autograd::Node> accumulator = torch::autograd::impl::grad_accumulator(leaf);
+  compat::NodePtr accumulator = torch::autograd::impl::grad_accumulator(leaf);
   accumulator->add_post_hook(std::make_unique<PostAccumulateHook>(std::move(fn)));
-  return accumulator;
+  // The handle keeps the accumulator (and so the hook) alive, whatever pointer type holds it.
+  return std::shared_ptr<void>(accumulator.get(), [accumulator](void*) {});
 }
 
 bool will_accumulate_grad(const torch::Tensor& leaf) {
@@ -91,7 +94,7 @@ void register_multi_grad_hook(const std::vector<torch::Tensor>& tensors, std::fu
     std::mutex lock;
     std::map<const void*, int> count;  // per backward
     int expected = 0;
-    std::vector<std::shared_ptr<torch::autograd::Node>> nodes;
+    std::vector<compat::NodePtr> nodes;
     std::function<void()> fn;
   };
   auto shared = std::make_shared<Shared>();

@@ -1,5 +1,5 @@
 // contract against torch.distributed._composable.contract (test_contract.py).
-#include <catch2/catch.hpp>
+#include "ccts_catch.h"
 #include <torch/torch.h>
 
 #include "ccts/composable/contract.h"
@@ -47,7 +47,7 @@ TEST_CASE("registry lists applied APIs in order and untouched modules have none"
   CHECK(registry->at(0).first == "api1");
   CHECK(registry->at(1).first == "api2");
   CHECK_FALSE(composable::get_registry(*(*model)[0]));
-  CHECK_THROWS_WITH(api1(model), Catch::Contains("api1 has already been applied"));
+  CHECK_THROWS_WITH(api1(model), ccts_catch::Contains("api1 has already been applied"));
   try {
     api1(model);
   } catch (const ApiError& e) {
@@ -105,7 +105,7 @@ TEST_CASE("changing FQNs is rejected with PyTorch's messages") {
     auto wrapper = std::make_shared<nn::Sequential>(input);
     return Contract::Returned{{wrapper}, false};
   });
-  CHECK_THROWS_WITH(wrap(model), Catch::StartsWith("Checking parameters: Composable distributed API "
+  CHECK_THROWS_WITH(wrap(model), ccts_catch::StartsWith("Checking parameters: Composable distributed API "
                                                    "implementations cannot modify FQNs.\nFQNs only in original: {'0.bias'"));
   Contract add_buffer("add_buffer", [](const Modules& input, bool) {
     input[0]->register_buffer("extra", torch::zeros({1}));

@@ -21,7 +21,7 @@
 #include <torch/torch.h>
 // LibTorch defines a glog-style CHECK when built without glog; the tests use Catch2's.
 #undef CHECK
-#include <catch2/catch.hpp>
+#include "ccts_catch.h"
 
 #include "ccts/distributed/process_group.h"
 #include "ccts/errors.h"
@@ -217,7 +217,7 @@ TEST_CASE("a rank whose peers never arrive fails at the timeout instead of hangi
   CHECK(codes == std::vector<int>{3});  // the worker reports the exception
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(15));
   const std::string text = read_text(log);
-  CHECK_THAT(text, Catch::StartsWith("rank 0: gloo process group: rendezvous of rank 0 of 2 failed: "));
+  CHECK_THAT(text, ccts_catch::StartsWith("rank 0: gloo process group: rendezvous of rank 0 of 2 failed: "));
   CHECK(text.find("frame #") == std::string::npos);  // no C++ backtrace
 }
 
@@ -240,7 +240,7 @@ TEST_CASE("a one-rank group's collectives are the identity (in process)") {
   CHECK_THROWS_WITH(pg->all_reduce(ints, ReduceOp::Avg),
                     "all_reduce: Avg needs a floating-point tensor, got Long");
   CHECK_THROWS_WITH(pg->reduce_scatter(torch::scalar_tensor(1.0f)),
-                    Catch::StartsWith("reduce_scatter: dim 0 of the input (shape []) must be a multiple"));
+                    ccts_catch::StartsWith("reduce_scatter: dim 0 of the input (shape []) must be a multiple"));
   CHECK_THROWS_WITH(pg->broadcast(t, 1), "broadcast: src 1 is not in [0, 1)");
 }
 
@@ -270,13 +270,13 @@ TEST_CASE("from_env names the missing or malformed variable") {
   CHECK_THROWS_WITH(ProcessGroup::from_env(), "environment variable RANK=2 is not in [0, WORLD_SIZE=2)");
   env.set("RANK", "0");
   env.set("WORLD_SIZE", nullptr);
-  CHECK_THROWS_WITH(ProcessGroup::from_env(), Catch::StartsWith("environment variable WORLD_SIZE is not set"));
+  CHECK_THROWS_WITH(ProcessGroup::from_env(), ccts_catch::StartsWith("environment variable WORLD_SIZE is not set"));
   env.set("WORLD_SIZE", "2");
   env.set("MASTER_ADDR", "");
-  CHECK_THROWS_WITH(ProcessGroup::from_env(), Catch::StartsWith("environment variable MASTER_ADDR is not set"));
+  CHECK_THROWS_WITH(ProcessGroup::from_env(), ccts_catch::StartsWith("environment variable MASTER_ADDR is not set"));
   env.set("MASTER_ADDR", "127.0.0.1");
   env.set("MASTER_PORT", nullptr);
-  CHECK_THROWS_WITH(ProcessGroup::from_env(), Catch::StartsWith("environment variable MASTER_PORT is not set"));
+  CHECK_THROWS_WITH(ProcessGroup::from_env(), ccts_catch::StartsWith("environment variable MASTER_PORT is not set"));
   env.set("MASTER_PORT", "70000");
   CHECK_THROWS_WITH(ProcessGroup::from_env(),
                     "environment variable MASTER_PORT=70000 is not a TCP port (1..65535)");
@@ -296,7 +296,7 @@ TEST_CASE("backend nccl exists only in builds with NCCL") {
   if (!has_nccl) {
     CHECK_THROWS_AS(ProcessGroup::from_file_store(store, 0, 1, "nccl"), ccts::Unsupported);
     CHECK_THROWS_WITH(ProcessGroup::from_env("nccl"),
-                      Catch::StartsWith("backend 'nccl' is not available: this build of LibTorch has no NCCL"));
+                      ccts_catch::StartsWith("backend 'nccl' is not available: this build of LibTorch has no NCCL"));
     return;
   }
   if (!torch::cuda::is_available()) {

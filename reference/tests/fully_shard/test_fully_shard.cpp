@@ -1,6 +1,6 @@
 // fully_shard on one rank (a FileStore group of size 1): the registered
 // parameters stand in for DTensors, and training matches the plain module.
-#include <catch2/catch.hpp>
+#include "ccts_catch.h"
 #include <torch/torch.h>
 
 #include "ccts/distributed/process_group.h"

@@ -1,5 +1,5 @@
 // Hooks against torch.nn.Module's semantics (orders checked against PyTorch).
-#include <catch2/catch.hpp>
+#include "ccts_catch.h"
 #include <torch/torch.h>
 
 #include "ccts/nn/checkpoint.h"
@@ -151,7 +151,7 @@ TEST_CASE("a wrong number of replaced gradients is PyTorch's error") {
   });
   auto x = torch::randn({3, 2}, torch::requires_grad());
   CHECK_THROWS_WITH((*lin)(x).tensor().sum().backward(),
-                    Catch::Contains("Backward pre hook returned an invalid number of grad_output, got 2, but expected 1"));
+                    ccts_catch::Contains("Backward pre hook returned an invalid number of grad_output, got 2, but expected 1"));
 }
 
 TEST_CASE("handles remove hooks: remove(), destruction, or never when detached") {

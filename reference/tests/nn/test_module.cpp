@@ -1,6 +1,6 @@
 // The module core against PyTorch's torch.nn.Module behaviour: traversal
 // order and FQNs, state_dict, load_state_dict errors, deep copy, modes.
-#include <catch2/catch.hpp>
+#include "ccts_catch.h"
 #include <torch/torch.h>
 
 #include "ccts/nn/modules.h"

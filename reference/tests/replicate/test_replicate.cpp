@@ -1,6 +1,6 @@
 // replicate on one rank (a FileStore group of size 1) and DDP's bucket
 // assignment; the multi-rank behaviour is the conformance cases' job.
-#include <catch2/catch.hpp>
+#include "ccts_catch.h"
 #include <torch/torch.h>
 
 #include "ccts/distributed/process_group.h"

@@ -3,7 +3,7 @@
 #include <torch/torch.h>
 // LibTorch defines a glog-style CHECK when built without glog; the tests use Catch2's.
 #undef CHECK
-#include <catch2/catch.hpp>
+#include "ccts_catch.h"
 
 #include "ccts/values/codec.h"
 #include "ccts/values/generator.h"
