@@ -6,7 +6,7 @@ the portable generator's target, backward, SGD step. Prints one JSON line with
 the same fields as ccts-bench.
 
 Run per rank with torchrun's environment:
-    /usr/bin/python3 -m runners.bench_ddp --warmup 2 --steps 8 --threads 1
+    .venv/bin/python -m runners.bench_ddp --warmup 2 --steps 8 --threads 1
 """
 from __future__ import annotations
 
