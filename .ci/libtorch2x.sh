@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 DEPS="${DEPS:-/}"
-TORCH_CMAKE="$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+# The torch package folder itself, so its lib/ wins over a system libtorch.so.
+TORCH_CMAKE="$("$PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
 cmake -S . -B build2x -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="-isystem $DEPS/usr/include" -DCMAKE_PREFIX_PATH="$TORCH_CMAKE;$DEPS/usr" \
   -DCCTS_CONFORMANCE_TESTS=OFF -DPython3_EXECUTABLE="$PYTHON"

@@ -170,7 +170,8 @@ def add_run_options(ru: argparse.ArgumentParser) -> None:
     ru.add_argument("--shuffle", action="store_true", help="run cases in random order")
     ru.add_argument("--seed", type=int, help="seed of --shuffle")
     ru.add_argument("--timeout", type=float, default=60.0, help="seconds per case (default 60)")
-    ru.add_argument("--xfail", help="expected failures: '<id glob> <reason>' per line")
+    ru.add_argument("--xfail", help="expected failures: '<id glob> [releases:<spec>] <reason>' per line "
+                    "(spec/ADAPTERS.md)")
     ru.add_argument("--strict", action="store_true", help="an unexpected pass is a failure")
     ru.add_argument("--backend", default="gloo", choices=["gloo", "nccl"],
                     help="process group backend (default gloo)")
@@ -252,7 +253,7 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--malloc", choices=["tuned", "glibc"], default="tuned",
                      help="tuned (default): the same fixed glibc mmap and trim thresholds on both sides, so that "
                      "heap-top trimming does not refault gradients in one process only; glibc: its defaults")
-    api.add_argument("--ddp-python", default="/usr/bin/python3", help="interpreter of the DDP side (torch 1.13)")
+    api.add_argument("--ddp-python", default=sys.executable, help="interpreter of the DDP side (default: this one, the pinned PyTorch)")
     api.add_argument("--timeout", type=float, default=600.0, help="seconds per rank group (default 600)")
     api.add_argument("--json", metavar="PATH", help="also write the measurements as JSON")
     add_suite_options(be)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .expectations import Judge, readable
+from .releases import ReleaseSpec, parse_releases
 from .session import RankFault, RankGroup
 from .suite import ROOT, SUITE_VERSION, Case, Suite, SuiteError, resolved_fixtures
 
@@ -28,25 +29,46 @@ def default_adapter() -> str:
     return str(build / "reference" / "adapter" / "ccts-adapter")
 
 
+RELEASES = "releases:"
+
+
 @dataclass
 class XfailEntry:
     pattern: str
     reason: str
     line: int
+    releases: ReleaseSpec | None = None  # None: every version of the implementation
     used: bool = False
+
+    def applies_to(self, version: str | None) -> bool:
+        return self.releases is None or self.releases.matches(version)
 
 
 def load_xfail(path: Path) -> list[XfailEntry]:
+    """`<id glob> [releases:<spec>] <reason>` per line (spec/ADAPTERS.md, "Expected failures")."""
     entries = []
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split(None, 1)
-        if len(parts) < 2:
-            raise SuiteError(f"{path}:{number}: an expected failure needs a reason after the id pattern")
-        entries.append(XfailEntry(parts[0], parts[1].strip(), number))
+        if line:
+            entries.append(xfail_entry(line, f"{path}:{number}", number))
     return entries
+
+
+def xfail_entry(line: str, where: str, number: int) -> XfailEntry:
+    parts = line.split(None, 1)
+    pattern, rest = parts[0], parts[1] if len(parts) > 1 else ""
+    releases = None
+    if rest.startswith(RELEASES):  # an optional token right after the pattern
+        token, *reason = rest.split(None, 1)
+        rest = reason[0] if reason else ""
+        try:
+            releases = parse_releases(token[len(RELEASES):])
+        except ValueError as e:
+            raise SuiteError(f"{where}: malformed '{token}': {e} (write e.g. releases:2.6 or "
+                             "releases:>=2.4,<2.8)") from None
+    if not rest.strip():
+        raise SuiteError(f"{where}: an expected failure needs a reason after the id pattern")
+    return XfailEntry(pattern, rest.strip(), number, releases)
 
 
 @dataclass
@@ -286,8 +308,13 @@ class _StartFailure(Exception):
         self.tails = tails
 
 
-def apply_xfail(result: dict[str, Any], entries: list[XfailEntry], strict: bool) -> None:
+def apply_xfail(result: dict[str, Any], entries: list[XfailEntry], strict: bool,
+                version: str | None = None) -> None:
+    """The first entry that applies to the implementation's version (hello's `version`)
+    and matches the case, or case@world_size, decides."""
     for entry in entries:
+        if not entry.applies_to(version):
+            continue
         if fnmatch.fnmatchcase(result["case"], entry.pattern) or fnmatch.fnmatchcase(
                 f"{result['case']}@{result['world_size']}", entry.pattern):
             entry.used = True
@@ -299,6 +326,11 @@ def apply_xfail(result: dict[str, Any], entries: list[XfailEntry], strict: bool)
                 if strict:
                     result["message"] = f"passed but is listed as an expected failure ({entry.reason}); --strict"
             return
+
+
+def implementation_version(runner: Runner) -> str | None:
+    """hello's `version` once a rank group has started, else None."""
+    return (runner.implementation or {}).get("version")
 
 
 def summarize(results: list[dict[str, Any]], rules: dict[str, Any]) -> dict[str, Any]:
@@ -345,7 +377,7 @@ def run(suite: Suite, options: RunOptions) -> int:
     try:
         for case, ws in plan:
             result = runner.run_one(case, ws)
-            apply_xfail(result, xfail_entries, options.strict)
+            apply_xfail(result, xfail_entries, options.strict, implementation_version(runner))
             runner.results.append(result)
             progress.update(result)
             if result["outcome"] in FAILING:
@@ -365,8 +397,8 @@ def run(suite: Suite, options: RunOptions) -> int:
         else:
             runner.close()
     progress.finish()
-    for entry in xfail_entries:
-        if not entry.used:
+    for entry in xfail_entries:  # an entry for other releases is not stale
+        if not entry.used and entry.applies_to(implementation_version(runner)):
             print(f"warning: {options.xfail}:{entry.line}: '{entry.pattern}' matches no case that ran", file=sys.stderr)
     report = {
         "format": "ccts-report/1",

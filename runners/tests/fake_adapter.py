@@ -2,7 +2,7 @@
 FAKE_ANSWERS (JSON: {case id: {"observations": ..., "error": ...}}) and
 misbehaves on purpose when a case id contains crash, hang or garbage.
 FAKE_CAPABILITIES lists its capabilities (comma separated); FAKE_PROTOCOL
-overrides the protocol version its hello names; FAKE_RECEIVED=PATH logs
+overrides the protocol version its hello names, FAKE_VERSION its version; FAKE_RECEIVED=PATH logs
 every message it receives to PATH.<rank>; FAKE_PIDS=PATH appends each rank's
 process id to PATH."""
 import json
@@ -26,7 +26,7 @@ def main() -> int:
         if message["type"] == "hello":
             caps = [c for c in os.environ.get("FAKE_CAPABILITIES", "fixtures").split(",") if c]
             reply = {"type": "hello", "protocol": int(os.environ.get("FAKE_PROTOCOL", "1")), "name": "fake",
-                     "version": "0", "capabilities": caps, "backends": ["gloo"], "devices": ["cpu"], "build": {},
+                     "version": os.environ.get("FAKE_VERSION", "0"), "capabilities": caps, "backends": ["gloo"], "devices": ["cpu"], "build": {},
                      "rank": rank,
                      "world_size": int(os.environ["WORLD_SIZE"])}
         elif message["type"] == "run":

@@ -19,6 +19,7 @@ def hello(message: dict[str, Any]) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
+    from . import probes
     from .interpreter import capabilities
 
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -26,15 +27,24 @@ def hello(message: dict[str, Any]) -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     backends = ["gloo"] + (["nccl"] if cuda and dist.is_nccl_available() else [])
     devices = ["cpu"] + (["cuda"] if cuda else [])
+    notes: list[str] = []
     # Asked for what it lacks, it says hello without a process group; the runner
     # then reports every case unsupported.
     if backend in backends and device in devices and not dist.is_initialized():
         if device == "cuda":  # one GPU per rank where there are enough, as torchrun's users do
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
-        dist.init_process_group(backend, rank=rank, world_size=world_size)
+        if probes.init_process_group(backend, rank, world_size):
+            notes.append(probes.LIBUV_NOTE)
+    caps = capabilities()
+    if dist.is_initialized():  # the probes are collectives; without a group every case is unsupported anyway
+        caps, withheld = probes.probe_capabilities(caps, device, world_size)
+        notes += withheld
+    build = build_info()
+    if notes:  # why a capability is missing, in the report's Build line (spec/ADAPTERS.md)
+        build["probes"] = "; ".join(notes)
     return {"type": "hello", "protocol": PROTOCOL, "name": "pytorch", "version": torch.__version__,
-            "capabilities": capabilities(), "backends": backends, "devices": devices,
-            "build": build_info(), "rank": rank, "world_size": world_size}
+            "capabilities": caps, "backends": backends, "devices": devices,
+            "build": build, "rank": rank, "world_size": world_size}
 
 
 def build_info() -> dict[str, Any]:
