@@ -7,32 +7,16 @@ report.json is the source of every other format. The runner calls
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Sequence
 
-from .model import REPORT_FORMAT, ReportError, ReportView, check_report, load_report_file
-from .schema import REPORT_SCHEMA, validate_against_schema
+from .loading import load_report, validate_report
+from .model import REPORT_FORMAT, ReportError, ReportView
+from .schema import REPORT_SCHEMA
 
 __all__ = [
     "REPORT_FORMAT", "REPORT_SCHEMA", "ReportError", "ReportView", "load_report", "validate_report",
     "write_all", "render_compare",
 ]
-
-
-def validate_report(report: Any, source: str, schema_path: Optional[Path] = None) -> None:
-    """Raises ReportError naming `source` and the field when `report` cannot be rendered.
-
-    Checks against spec/schema/report.schema.json (or `schema_path`) when that
-    file exists, then the fields the writers rely on.
-    """
-    validate_against_schema(report, source, schema_path)
-    check_report(report, source)
-
-
-def load_report(path: Path, schema_path: Optional[Path] = None) -> dict:
-    """Reads and validates one report.json."""
-    report = load_report_file(Path(path))
-    validate_report(report, str(path), schema_path)
-    return report
 
 
 def write_all(report: dict, out_dir: Path) -> list[Path]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .loading import load_report  # validates: the schema, then the fields
 from .model import Cell, ReportError, ReportView
 from .markdown import MISSING, cell_text, md_code, md_text
 
@@ -74,8 +75,6 @@ class Comparison:
 
 
 def build_comparison(report_paths: Sequence[Path]) -> Comparison:
-    from . import load_report  # the package entry validates (schema, then fields)
-
     paths = [Path(p) for p in report_paths]
     views = [ReportView(load_report(p), source=str(p)) for p in paths]
     labels = _labels(views, paths)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from ccts_common import outcomes
+
 from .model import ReportView
 from .text import failure_text, stderr_text, visible_text
 
@@ -42,9 +44,9 @@ def _testcase(view: ReportView, suite: ET.Element, result: dict) -> None:
     message = str(result.get("message") or outcome)
     if outcome == "fail":
         _element(case, "failure", failure_text(result), type="fail", message=message)
-    elif outcome in ("error", "crash", "timeout"):
+    elif outcome in outcomes.FAULTS:
         _element(case, "error", failure_text(result), type=outcome, message=message)
-    elif outcome in ("unsupported", "skip"):
+    elif outcome in outcomes.NOT_RUN:
         _element(case, "skipped", message=f"{outcome}: {message}")
     elif outcome == "xfail":
         _element(case, "system-out", failure_text(result))
@@ -59,12 +61,12 @@ def _testcase(view: ReportView, suite: ET.Element, result: dict) -> None:
 
 
 def _counts(results: list[dict]) -> dict[str, str]:
-    outcomes = [r["outcome"] for r in results]
+    seen = [r["outcome"] for r in results]
     return {
-        "tests": str(len(outcomes)),
-        "failures": str(outcomes.count("fail")),
-        "errors": str(sum(outcomes.count(o) for o in ("error", "crash", "timeout"))),
-        "skipped": str(sum(outcomes.count(o) for o in ("unsupported", "skip"))),
+        "tests": str(len(seen)),
+        "failures": str(seen.count("fail")),
+        "errors": str(sum(seen.count(o) for o in outcomes.FAULTS)),
+        "skipped": str(sum(seen.count(o) for o in outcomes.NOT_RUN)),
         "time": _seconds(sum(float(r.get("duration_s") or 0.0) for r in results)),
     }
 

@@ -12,18 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from ccts_common import outcomes
+
 REPORT_FORMAT = "ccts-report/1"
 
-# Display order: the good, the bad, then what did not really run.
-OUTCOMES: tuple[str, ...] = (
-    "pass", "fail", "error", "crash", "timeout", "xpass", "xfail", "unsupported", "skip",
-)
-# Outcomes that are a problem of the implementation or of the harness.
-FAILING_OUTCOMES = frozenset({"fail", "error", "crash", "timeout"})
-# Outcomes the implementation's expected-failures file speaks about.
-EXPECTATION_OUTCOMES = frozenset({"xfail", "xpass"})
-# Outcomes of cases that did not run to a verdict.
-NOT_RUN_OUTCOMES = frozenset({"unsupported", "skip"})
+# The outcome vocabulary of report.schema.json (ccts_common/outcomes.py), in
+# display order, and its groups as sets for the writers.
+OUTCOMES: tuple[str, ...] = outcomes.OUTCOMES
+FAILING_OUTCOMES = frozenset(outcomes.FAILING)
+EXPECTATION_OUTCOMES = frozenset(outcomes.EXPECTATION)
+NOT_RUN_OUTCOMES = frozenset(outcomes.NOT_RUN)
 
 
 class ReportError(Exception):
@@ -191,12 +189,12 @@ class RuleCoverage:
     @property
     def status(self) -> str:
         """uncovered, passing, failing, or incomplete (unsupported, skipped, xfail, xpass)."""
-        outcomes = {r["outcome"] for r in self.results}
-        if not outcomes:
+        seen = {r["outcome"] for r in self.results}
+        if not seen:
             return "uncovered"
-        if outcomes == {"pass"}:
+        if seen == {"pass"}:
             return "passing"
-        if outcomes & FAILING_OUTCOMES:
+        if seen & FAILING_OUTCOMES:
             return "failing"
         return "incomplete"
 
@@ -343,7 +341,7 @@ class ReportView:
             by_case.setdefault(r["case"], set()).add(r["outcome"])
         declared = [c for c in self.rule_coverage.values() if c.declared]
         computed = Score(
-            cases_passed=sum(1 for outcomes in by_case.values() if outcomes == {"pass"}),
+            cases_passed=sum(1 for seen in by_case.values() if seen == {"pass"}),
             cases_total=len(by_case),
             rules_passing=sum(1 for c in declared if c.status == "passing"),
             rules_covered=sum(1 for c in declared if c.status != "uncovered"),

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any, Optional
 
-from runners import portable_values
+from ccts_common import portable_values
 
 # Beyond this many elements a tensor is shown as its raw observation.
 MAX_DECODED_ELEMENTS = 4096

@@ -8,12 +8,10 @@ import time
 
 from .execute import RunOptions, Runner, default_adapter
 from .session import RankGroup
-from .suite import Suite, resolved_fixtures
+from .suite import Suite, resolved_fixtures, suite_from
 
 
 def main(args: argparse.Namespace) -> int:
-    from .cli import suite_from
-
     suite: Suite = suite_from(args)
     adapter = args.adapter or default_adapter()
     options = RunOptions(adapter=adapter, world_sizes=args.world_sizes, quiet=True)

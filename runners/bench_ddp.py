@@ -28,14 +28,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from . import portable_values as pv
+from ccts_common import portable_values as pv
+
 from .adapters.pytorch import fixtures as builder
 from .suite import ROOT, load_fixtures
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 # -- the portable generator (spec/values.md), vectorized ---------------------
-# The same integer hash as runners/portable_values.py on int64 tensors (uint64
+# The same integer hash as ccts_common/portable_values.py on int64 tensors (uint64
 # arithmetic: multiplication wraps, right shifts are masked to be logical).
 _MASK = (1 << 64) - 1
 
@@ -80,9 +81,9 @@ def check_fast_generator() -> None:
     stream = pv.fnv1a64("bench:check")
     for seed in (0, 3):
         if fast_uniform([257], -0.03, 0.03, seed, stream) != pv.uniform([257], -0.03, 0.03, seed, stream):
-            raise AssertionError("vectorized uniform differs from runners/portable_values.py")
+            raise AssertionError("vectorized uniform differs from ccts_common/portable_values.py")
         if fast_normal([33], seed, stream) != pv.normal([33], seed, stream):
-            raise AssertionError("vectorized normal differs from runners/portable_values.py")
+            raise AssertionError("vectorized normal differs from ccts_common/portable_values.py")
 
 
 def use_fast_generator() -> None:
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--memory", action="store_true", help="measure one more step's peak RSS")
     p.add_argument("--pure-generator", action="store_true",
-                   help="build with runners/portable_values.py as is (slow; the default is a vectorized twin)")
+                   help="build with ccts_common/portable_values.py as is (slow; the default is a vectorized twin)")
     args = p.parse_args(argv)
     if args.warmup < 1 or args.steps < 1:
         p.error("--warmup and --steps must be >= 1")

@@ -16,12 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ccts_common import outcomes
+
 from .expectations import Judge, readable
 from .releases import ReleaseSpec, parse_releases
 from .session import RankFault, RankGroup
-from .suite import ROOT, SUITE_VERSION, Case, Suite, SuiteError, resolved_fixtures
-
-FAILING = ("fail", "error", "crash", "timeout")
+from .suite import ROOT, Case, Suite, SuiteError, resolved_fixtures, suite_version
 
 
 def default_adapter() -> str:
@@ -118,9 +118,9 @@ class Progress:
             summary = " ".join(f"{k}:{v}" for k, v in sorted(self.counts.items()))
             sys.stdout.write(f"\r\033[K[{self.done}/{self.total}] {summary}  {result['case']}@{result['world_size']}")
             sys.stdout.flush()
-            if result["outcome"] in FAILING or result["outcome"] == "xpass":
+            if result["outcome"] in outcomes.FAILING or result["outcome"] == "xpass":
                 sys.stdout.write("\r\033[K" + label + "\n")
-        elif not self.quiet or result["outcome"] in FAILING:
+        elif not self.quiet or result["outcome"] in outcomes.FAILING:
             print(label, flush=True)
 
     def finish(self) -> None:
@@ -155,7 +155,7 @@ def describe_failure(result: dict[str, Any]) -> str:
         lines.append(f"      expected: {json.dumps(f['expected'])[:400]}")
         lines.append(f"      observed: {json.dumps(f['observed'])[:400]}")
     for r in result.get("ranks", []):
-        if r.get("stderr_tail") and result["outcome"] in ("crash", "timeout", "error"):
+        if r.get("stderr_tail") and result["outcome"] in outcomes.FAULTS:
             tail = r["stderr_tail"].splitlines()[-5:]
             lines.append(f"    rank {r['rank']} stderr: " + " | ".join(tail))
     lines.append(f"    rerun: {result['rerun']}")
@@ -319,7 +319,7 @@ def apply_xfail(result: dict[str, Any], entries: list[XfailEntry], strict: bool,
                 f"{result['case']}@{result['world_size']}", entry.pattern):
             entry.used = True
             result["xfail_reason"] = entry.reason
-            if result["outcome"] in FAILING:
+            if result["outcome"] in outcomes.FAILING:
                 result["outcome"] = "xfail"
             elif result["outcome"] == "pass":
                 result["outcome"] = "fail" if strict else "xpass"
@@ -380,10 +380,10 @@ def run(suite: Suite, options: RunOptions) -> int:
             apply_xfail(result, xfail_entries, options.strict, implementation_version(runner))
             runner.results.append(result)
             progress.update(result)
-            if result["outcome"] in FAILING:
+            if result["outcome"] in outcomes.FAILING:
                 progress.finish()
                 print(describe_failure(result), flush=True)
-            if options.exitfirst and result["outcome"] in FAILING:
+            if options.exitfirst and result["outcome"] in outcomes.FAILING:
                 partial = len(runner.results) < len(plan)
                 break
     except KeyboardInterrupt:
@@ -402,7 +402,7 @@ def run(suite: Suite, options: RunOptions) -> int:
             print(f"warning: {options.xfail}:{entry.line}: '{entry.pattern}' matches no case that ran", file=sys.stderr)
     report = {
         "format": "ccts-report/1",
-        "suite": {"name": "ccts", "version": SUITE_VERSION},
+        "suite": {"name": "ccts", "version": suite_version()},
         "implementation": runner.implementation or {"name": None, "version": None, "capabilities": [],
                                                     "backends": [], "devices": [], "build": {}},
         "host": host_info(), "command": options.command, "started": started, "finished": now(),
@@ -418,7 +418,7 @@ def run(suite: Suite, options: RunOptions) -> int:
                      (("pass", "passed"), ("fail", "failed"), ("unsupported", "unsupported"), ("skip", "skipped")))
     extra = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()) if k not in ("pass", "fail", "unsupported", "skip"))
     print(line + (", " + extra if extra else ""))
-    bad = any(r["outcome"] in FAILING for r in runner.results) or (
+    bad = any(r["outcome"] in outcomes.FAILING for r in runner.results) or (
         options.strict and any(r["outcome"] == "xpass" for r in runner.results))
     return 130 if partial and not options.exitfirst else (1 if bad else 0)
 

@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from . import portable_values
+from ccts_common import portable_values
 
 DEFAULT_TOLERANCE = {"rtol": 1.3e-6, "atol": 1e-5}
 

@@ -19,7 +19,7 @@ from typing import Any
 from .execute import RunOptions, Runner, select
 from .expectations import case_tolerance, close
 from .session import RankFault
-from .suite import Suite, resolved_fixtures
+from .suite import Suite, resolved_fixtures, suite_from
 from .validate import GOLDEN_FORMAT
 
 PYTORCH_ADAPTER = f"{sys.executable} -m runners.adapters.pytorch"
@@ -55,8 +55,6 @@ def other_version_agrees(old_text: str, producer: dict[str, Any], case: dict[str
 
 
 def main(args: argparse.Namespace) -> int:
-    from .cli import suite_from
-
     suite: Suite = suite_from(args)
     options = RunOptions(adapter=args.adapter or PYTORCH_ADAPTER, world_sizes=[1], patterns=args.k or [],
                          timeout=args.timeout, quiet=True)

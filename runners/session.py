@@ -16,8 +16,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import schemas
-from .suite import PROTOCOL_VERSION, SUITE_VERSION
+from ccts_common import schemas
+
+from .suite import PROTOCOL_VERSION, suite_version
 
 STDERR_TAIL_LINES = 40
 MESSAGES_SCHEMA = "adapter-messages.schema.json"
@@ -85,7 +86,7 @@ class RankGroup:
             rank_state.stderr_reader = threading.Thread(target=self._drain_stderr, args=(rank_state,), daemon=True)
             rank_state.stderr_reader.start()
             self.ranks.append(rank_state)
-        replies = self.exchange({"type": "hello", "protocol": PROTOCOL_VERSION, "suite_version": SUITE_VERSION,
+        replies = self.exchange({"type": "hello", "protocol": PROTOCOL_VERSION, "suite_version": suite_version(),
                                  "backend": self.backend, "device": self.device}, timeout, expect="hello")
         self.hello = replies[0]
         return self.hello

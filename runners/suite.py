@@ -2,24 +2,45 @@
 and rules (spec/*.md). Loading only; validate.py judges meaning."""
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
+# Defined in ccts_common, so that a broken schema file is a SuiteError too; the
+# runner's modules import it from here.
+from ccts_common.errors import SuiteError
+
 ROOT = Path(__file__).resolve().parent.parent
-SUITE_VERSION = "0.3.0"
 PROTOCOL_VERSION = 1
 DEFAULT_WORLD_SIZES = [1, 2, 4]
 DEFAULT_BACKENDS = ["gloo", "nccl"]
 
 RULE_LINE = re.compile(r"^- \*\*([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+)\*\* (.+)$")
+# The suite version is written once, as the VERSION of CMake's project(ccts ...):
+# the reference's adapter gets it from there too (PROJECT_VERSION).
+PROJECT_FILE = ROOT / "CMakeLists.txt"
+PROJECT_LINE = re.compile(r"^\s*project\(\s*ccts\b[^)]*?\bVERSION\s+([0-9]+\.[0-9]+\.[0-9]+)\b", re.M)
+# Where implementations cite rules (validate checks that each cited rule exists).
+SOURCES_DIRS = (ROOT / "reference", ROOT / "runners" / "adapters")
 
 
-class SuiteError(Exception):
-    """A file of the suite that cannot be used; the message names file, case and field."""
+@lru_cache(maxsize=None)
+def suite_version(project_file: Path = PROJECT_FILE) -> str:
+    """The suite version: the VERSION of `project(ccts VERSION X.Y.Z ...)` in the top-level CMakeLists.txt."""
+    try:
+        text = project_file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SuiteError(f"{project_file}: cannot be read: {e.strerror}; the suite version is the VERSION "
+                         "of its project(ccts ...)") from None
+    match = PROJECT_LINE.search(text)
+    if not match:
+        raise SuiteError(f"{project_file}: no 'project(ccts VERSION X.Y.Z ...)': the suite version is written there")
+    return match.group(1)
 
 
 @dataclass
@@ -68,6 +89,7 @@ class Suite:
     cases_dir: Path = ROOT / "conformance"
     fixtures_dir: Path = ROOT / "fixtures"
     spec_dir: Path = ROOT / "spec"
+    sources_dirs: list[Path] = field(default_factory=lambda: list(SOURCES_DIRS))
     _fixtures: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     def case_files(self) -> list[Path]:
@@ -86,6 +108,21 @@ class Suite:
 
     def rules(self) -> dict[str, Rule]:
         return load_rules(self.spec_dir)
+
+
+def suite_from(args: argparse.Namespace) -> Suite:
+    """The suite the command line names (--cases-dir, --fixtures-dir, --spec-dir, --sources-dir);
+    here, not in cli.py, so that the verbs' modules need not import the command line."""
+    suite = Suite()
+    if getattr(args, "cases_dir", None):
+        suite.cases_dir = Path(args.cases_dir)
+    if getattr(args, "fixtures_dir", None):
+        suite.fixtures_dir = Path(args.fixtures_dir)
+    if getattr(args, "spec_dir", None):
+        suite.spec_dir = Path(args.spec_dir)
+    if getattr(args, "sources_dir", None):
+        suite.sources_dirs = [Path(d) for d in args.sources_dir]
+    return suite
 
 
 def load_yaml(path: Path) -> Any:

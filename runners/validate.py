@@ -1,14 +1,17 @@
-"""`validate`: every case and fixture against its schema and its meaning.
-Each error names the file, the case and the field."""
+"""`validate`: every case and fixture against its schema and its meaning, and every
+rule the implementations' sources cite against spec/*.md. Each error names the
+file, the case and the field (for a source: the file and line)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from .suite import ROOT, Case, Suite, SuiteError, load_case
+from ccts_common import schemas
 
-SCHEMA_DIR = ROOT / "spec" / "schema"
+from .citations import check_citations
+from .suite import Case, Suite, SuiteError, load_case
+
 # Observations each observe kind produces come from `observe`/`raises`; these
 # steps define model or value names.
 GOLDEN_FORMAT = "ccts-golden/1"
@@ -27,15 +30,8 @@ OBSERVES_VALUE = ("value",)
 OBSERVES_TRACKER = ("tracker_events", "tracker_state")
 
 
-def schema(name: str) -> dict[str, Any]:
-    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
-
-
 def field_path(path: Any) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(case)"
+    return schemas.field_path(path, empty="(case)")
 
 
 def walk_steps(steps: Any, path: str = "steps") -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -52,9 +48,9 @@ class Validator:
     def __init__(self, suite: Suite) -> None:
         self.suite = suite
         self.errors: list[str] = []
-        import jsonschema  # only validation needs it
+        import jsonschema  # noqa: F401  validate cannot do without it (the runner can)
 
-        self.case_schema = jsonschema.Draft202012Validator(schema("case.schema.json"))
+        self.case_schema = schemas.validator("case.schema.json")
 
     def error(self, case: Case | None, file: Path, field: str, message: str) -> None:
         rel = case.relative_file() if case else str(file)
@@ -67,6 +63,7 @@ class Validator:
             rules = self.suite.rules()
         except SuiteError as e:
             return [str(e)]
+        self.errors.extend(check_citations(self.suite.sources_dirs, rules))
         self.check_fixture_schema()
         self.check_fixture_classes()
         seen: dict[str, Path] = {}
@@ -81,12 +78,9 @@ class Validator:
         return self.errors
 
     def check_fixture_schema(self) -> None:
-        path = SCHEMA_DIR / "fixture.schema.json"
-        if not path.exists():
+        if not (schemas.SCHEMA_DIR / "fixture.schema.json").exists():
             return
-        import jsonschema
-
-        validator = jsonschema.Draft202012Validator(json.loads(path.read_text()))
+        validator = schemas.validator("fixture.schema.json")
         import yaml
         for file in sorted(self.suite.fixtures_dir.glob("*.yaml")):
             doc = yaml.safe_load(file.read_text())
@@ -167,8 +161,6 @@ class Validator:
     def check_golden_files(self, case: Case) -> None:
         """A golden file (relative to the case) exists, names what produced it, and holds one
         observation (adapter-messages.schema.json); runners/golden.py writes them."""
-        from . import schemas
-
         for i, expectation in enumerate(case.data.get("expect") or []):
             body = expectation.get("golden") if isinstance(expectation, dict) else None
             if not isinstance(body, dict) or not isinstance(body.get("file"), str):

@@ -24,7 +24,12 @@ namespace ccts::adapter {
 namespace {
 
 constexpr const char* kName = "ccts-reference";
-constexpr const char* kVersion = "0.3.0";
+// The suite version, written once as CMake's project(ccts VERSION ...) and
+// passed in by reference/adapter/CMakeLists.txt (the runner reads the same line).
+#ifndef CCTS_SUITE_VERSION
+#error "CCTS_SUITE_VERSION is not defined: build ccts-adapter through CMake (PROJECT_VERSION)"
+#endif
+constexpr const char* kVersion = CCTS_SUITE_VERSION;
 
 // An error raised while running a step, with the phase and step path the
 // protocol reports (spec/ADAPTERS.md, "Errors").

@@ -30,6 +30,9 @@ class TempSuite:
         (self.dir / "spec").mkdir()
         (self.dir / "spec" / "test.md").write_text("# Test\n\n- **TEST-RULE-001** A rule for tests.\n")
         (self.dir / "fixtures").mkdir()
+        # Implementation sources whose rule citations validate checks: none unless a test writes some
+        # (the real reference/ cites rules a temporary spec/ does not declare).
+        (self.dir / "sources").mkdir()
         for c in cases:
             area = c["id"].split(".")[0]
             folder = self.dir / "conformance" / area
@@ -41,7 +44,7 @@ class TempSuite:
 
     def args(self) -> list[str]:
         return ["--cases-dir", str(self.dir / "conformance"), "--fixtures-dir", str(self.dir / "fixtures"),
-                "--spec-dir", str(self.dir / "spec")]
+                "--spec-dir", str(self.dir / "spec"), "--sources-dir", str(self.dir / "sources")]
 
     def run(self, *extra: str, adapter: list[str] | None = None, env: dict[str, str] | None = None,
             timeout: float = 60) -> tuple[int, str, dict[str, Any]]:

@@ -14,7 +14,7 @@ import unittest
 from pathlib import Path
 
 from runners import cli
-from runners import portable_values as pv
+from ccts_common import portable_values as pv
 from runners.bench_apis import bench_binary
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None

@@ -1,7 +1,7 @@
 """Every expectation passes on a right observation and fails on a wrong one."""
 import unittest
 
-from runners import portable_values as pv
+from ccts_common import portable_values as pv
 from runners.expectations import Judge
 
 

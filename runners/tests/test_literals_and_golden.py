@@ -6,7 +6,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from runners import portable_values as pv
+from ccts_common import portable_values as pv
 from runners.expectations import Judge
 from runners.golden import other_version_agrees, render
 from runners.tests.support import TempSuite, case, outcomes

@@ -1,7 +1,7 @@
 """The Python twin of the generator against spec/values.md's test vectors."""
 import unittest
 
-from runners import portable_values as pv
+from ccts_common import portable_values as pv
 
 
 class GeneratorVectors(unittest.TestCase):

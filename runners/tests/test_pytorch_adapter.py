@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from runners.suite import suite_version
 from runners.tests.support import ROOT
 
 try:
@@ -341,7 +342,7 @@ class NewSteps(unittest.TestCase):
 
 
 def decode(observation: dict[str, Any]) -> list:
-    from runners import portable_values as pv
+    from ccts_common import portable_values as pv
     return pv.decode(observation)[2]
 
 
@@ -455,7 +456,7 @@ class Placement(unittest.TestCase):
             self.assertEqual({t.device for t in args + list(kwargs.values()) if isinstance(t, torch.Tensor)}, {meta})
 
     def test_a_missing_backend_is_declared_not_initialized(self) -> None:
-        hello = adapter_lines({"type": "hello", "protocol": 1, "suite_version": "0.3.0", "backend": "nccl",
+        hello = adapter_lines({"type": "hello", "protocol": 1, "suite_version": suite_version(), "backend": "nccl",
                                "device": "cuda"}, {"type": "bye"})[0]
         self.assertEqual(hello["type"], "hello")
         self.assertEqual("nccl" in hello["backends"], torch.cuda.is_available() and
@@ -464,7 +465,7 @@ class Placement(unittest.TestCase):
 
 
 # -- probing the build at hello (runners/adapters/pytorch/probes.py) -------------------
-HELLO = {"type": "hello", "protocol": 1, "suite_version": "0.3.0", "backend": "gloo", "device": "cpu"}
+HELLO = {"type": "hello", "protocol": 1, "suite_version": suite_version(), "backend": "gloo", "device": "cpu"}
 # What Debian 13's PyTorch 2.6 (built without libuv) raises from the env:// rendezvous.
 LIBUV_MISSING = RuntimeError("use_libuv was requested but PyTorch was build without libuv support")
 # Wraps the real init_process_group of the adapter's process like such a build.
@@ -565,7 +566,7 @@ class LibuvFallback(unittest.TestCase):
 
 
 def problems(message: dict, definition: str) -> list[str]:
-    from runners import schemas
+    from ccts_common import schemas
     return schemas.problems(message, "adapter-messages.schema.json", definition)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from runners import schemas
+from ccts_common import outcomes as vocabulary
+from ccts_common import schemas
 from runners.suite import ROOT
 from runners.tests.support import TempSuite, case, outcomes
 
@@ -55,6 +56,28 @@ class SchemaFiles(unittest.TestCase):
         for obs in bad:
             with self.subTest(bad=obs):
                 self.assertNotEqual(schemas.problems(obs, MESSAGES, "observation"), [])
+
+
+class OutcomeVocabulary(unittest.TestCase):
+    def test_the_groups_name_exactly_the_report_schemas_outcomes(self) -> None:
+        self.assertEqual(sorted(vocabulary.OUTCOMES), sorted(vocabulary.schema_outcomes()))
+        self.assertEqual(len(set(vocabulary.OUTCOMES)), len(vocabulary.OUTCOMES))
+        enum = schemas.document("report.schema.json")["$defs"]["outcome"]["enum"]
+        self.assertEqual(list(vocabulary.schema_outcomes()), enum)
+
+    def test_an_outcome_the_groups_do_not_know_is_an_error(self) -> None:
+        with self.assertRaises(schemas.SchemaFileError) as ctx:
+            vocabulary.check(vocabulary.schema_outcomes() + ("flaky",))
+        self.assertIn("gives no meaning to ['flaky']", str(ctx.exception))
+        with self.assertRaises(schemas.SchemaFileError) as ctx:
+            vocabulary.check(tuple(o for o in vocabulary.schema_outcomes() if o != "skip"))
+        self.assertIn("knows ['skip'] the schema does not", str(ctx.exception))
+
+    def test_the_writers_use_it(self) -> None:
+        import reports.model
+
+        self.assertEqual(reports.model.OUTCOMES, vocabulary.OUTCOMES)
+        self.assertEqual(reports.model.FAILING_OUTCOMES, frozenset(vocabulary.FAILING))
 
 
 class RunnerMessages(unittest.TestCase):

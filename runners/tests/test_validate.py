@@ -62,6 +62,33 @@ class Validate(unittest.TestCase):
             self.assertIn(expected, output)
 
 
+class RuleCitations(unittest.TestCase):
+    """Rules cited in implementation sources (reference/, runners/adapters/) exist in spec/*.md."""
+
+    def test_a_cited_id_that_is_not_a_rule_is_an_error_naming_file_and_line(self):
+        suite = TempSuite([case("t.ok", [{"equal": {"actual": "x", "value": 1}}],
+                                steps=[{"batch": {"as": "v", "shape": [2]}}, {"observe": {"as": "x", "value": "v"}}])])
+        include = suite.dir / "sources" / "include"
+        include.mkdir()
+        (include / "api.h").write_text("// UTF-8 text, SHA-256: no citations.\n"
+                                       "// Follows TEST-RULE-001 and the TEST-RULE-* family.\n"
+                                       "void f();  // see TEST-RULE-002\n")
+        (suite.dir / "sources" / "expected-failures.txt").write_text("# TEST-NOPE-* is not a family\n")
+        code, output = validate(suite)
+        self.assertEqual(code, 1, output)
+        self.assertIn("include/api.h:3: cites TEST-RULE-002, which is not a rule of spec/*.md", output)
+        self.assertIn("expected-failures.txt:1: cites TEST-NOPE-*, which matches no rule of spec/*.md", output)
+        self.assertNotIn("api.h:1", output)
+        self.assertNotIn("api.h:2", output)
+        self.assertIn("1 cases, 2 errors", output)
+
+    def test_the_suites_own_sources_cite_only_rules(self):
+        from runners.citations import check_citations
+        from runners.suite import SOURCES_DIRS, Suite
+
+        self.assertEqual(check_citations(SOURCES_DIRS, Suite().rules()), [])
+
+
 class ReplicateAndFullyShardVocabulary(unittest.TestCase):
     """The steps and observations of spec/replicate.md and spec/fully_shard.md."""
 

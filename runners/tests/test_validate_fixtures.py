@@ -4,7 +4,7 @@ import json
 import textwrap
 import unittest
 
-from runners import portable_values as pv
+from ccts_common import portable_values as pv
 from runners.golden import render
 from runners.tests.support import TempSuite, case
 from runners.tests.test_validate import validate

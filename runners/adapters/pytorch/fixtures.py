@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn as nn
 
-from runners import portable_values as pv
+from ccts_common import portable_values as pv
 
 Probe = Callable[[str], None]
 Checkpoint = Callable[[nn.Module, list], Any]

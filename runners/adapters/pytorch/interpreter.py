@@ -7,7 +7,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from runners import portable_values as pv
+from ccts_common import portable_values as pv
 
 from . import composable as cp
 from . import fixtures as fx

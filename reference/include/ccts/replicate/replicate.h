@@ -66,7 +66,7 @@ const composable::Contract& replicate_contract();
 
 // replicate(module, **options): returns the module, now of class DDP<Name>.
 std::shared_ptr<nn::Module> replicate(const std::shared_ptr<nn::Module>& module, ReplicateOptions options = {});
-// replicate([modules...]): PyTorch's replicate takes one module; see REPLICATE-APPLY-004.
+// replicate([modules...]): PyTorch's replicate takes one module; see REPLICATE-API-004.
 void replicate(const composable::Modules& modules, ReplicateOptions options = {});
 
 // replicate.state(module), or nullptr.
