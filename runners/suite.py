@@ -15,6 +15,8 @@ import yaml
 # runner's modules import it from here.
 from ccts_common.errors import SuiteError
 
+from .vocabulary import fixture_names_in
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL_VERSION = 1
 DEFAULT_WORLD_SIZES = [1, 2, 4]
@@ -209,24 +211,6 @@ def load_rules(spec_dir: Path) -> dict[str, Rule]:
                     rel = str(path)
                 rules[rule_id] = Rule(rule_id, text, chapter, rel)
     return rules
-
-
-def fixture_names_in(steps: Any) -> list[str]:
-    """Fixtures a case's steps build or take inputs from (nested `do` included)."""
-    names: list[str] = []
-    for step in steps or []:
-        if not isinstance(step, dict):
-            continue
-        for key, body in step.items():
-            if not isinstance(body, dict):
-                continue
-            if key in ("build", "input") and isinstance(body.get("fixture"), str):
-                if body["fixture"] not in names:
-                    names.append(body["fixture"])
-            for nested in fixture_names_in(body.get("do")):
-                if nested not in names:
-                    names.append(nested)
-    return names
 
 
 def resolved_fixtures(case: Case, suite: Suite) -> dict[str, Any]:

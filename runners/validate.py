@@ -11,37 +11,17 @@ from ccts_common import schemas
 
 from .citations import check_citations
 from .suite import Case, Suite, SuiteError, load_case
+from .vocabulary import NAME_KINDS, NameUse, vocabulary, walk_steps
 
-# Observations each observe kind produces come from `observe`/`raises`; these
-# steps define model or value names.
 GOLDEN_FORMAT = "ccts-golden/1"
-DEFINES_MODEL = ("build", "copy", "apply")
-DEFINES_VALUE = ("batch", "input", "slice", "forward", "mse_loss")
-# Step fields that name a model (`m` or a submodule `m.sub`), per step.
-MODEL_FIELDS = {"forward": ("model",), "zero_grad": ("model",), "sgd_step": ("model",), "copy": ("from",),
-                "load_state_dict": ("model", "from"), "set_requires_gradient_sync": ("model",), "to_device": ("model",),
-                "unshard": ("model",), "reshard": ("model",)}
-# Step fields that name a value defined before.
-VALUE_FIELDS = {"mse_loss": ("input", "target")}
-# apply kwargs whose items are module or parameter references (`m.path` / `m.path.name`).
-APPLY_REF_KWARGS = ("ignored_modules", "ignored_params")
-# Observation kinds that name something other than a model.
-OBSERVES_VALUE = ("value",)
-OBSERVES_TRACKER = ("tracker_events", "tracker_state")
+# How validate names what a reference should have been defined by.
+DEFINED_BY = {"model": "a model built before this step", "parameter": "in a model built before this step",
+              "value": "a value defined before this step", "tracker": "a tracker created before this step",
+              "api": "an API defined before this step or built in"}
 
 
 def field_path(path: Any) -> str:
     return schemas.field_path(path, empty="(case)")
-
-
-def walk_steps(steps: Any, path: str = "steps") -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for i, step in enumerate(steps or []):
-        if isinstance(step, dict) and len(step) == 1:
-            (name, body), = step.items()
-            if isinstance(body, dict):
-                yield f"{path}[{i}].{name}", name, body
-                if isinstance(body.get("do"), list):
-                    yield from walk_steps(body["do"], f"{path}[{i}].{name}.do")
 
 
 class Validator:
@@ -101,54 +81,7 @@ class Validator:
         for i, rule in enumerate(data.get("requirements") or []):
             if isinstance(rule, str) and rule not in rules:
                 self.error(case, case.file, f"requirements[{i}]", f"unknown rule {rule} (not declared in spec/*.md)")
-        models: set[str] = set()
-        values: set[str] = set()
-        trackers: set[str] = set()
-        observations: set[str] = set()
-        for path, name, body in walk_steps(data.get("steps")):
-            if name in ("build", "input") and isinstance(body.get("fixture"), str) and body["fixture"] not in fixtures:
-                self.error(case, case.file, f"{path}.fixture", f"unknown fixture '{body['fixture']}'")
-            for key in MODEL_FIELDS.get(name, ()):
-                ref = body.get(key)
-                if isinstance(ref, str) and ref.split(".")[0] not in models:
-                    self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not a model built before this step")
-            for key in VALUE_FIELDS.get(name, ()):
-                ref = body.get(key)
-                if isinstance(ref, str) and ref not in values:
-                    self.error(case, case.file, f"{path}.{key}", f"'{ref}' is not a value defined before this step")
-            if name == "apply":
-                targets = body.get("to") if isinstance(body.get("to"), list) else [body.get("to")]
-                for ref in targets:
-                    if isinstance(ref, str) and ref.split(".")[0] not in models:
-                        self.error(case, case.file, f"{path}.to", f"'{ref}' is not in a model built before this step")
-                kwargs = body.get("kwargs") if isinstance(body.get("kwargs"), dict) else {}
-                for key in APPLY_REF_KWARGS:
-                    refs = kwargs.get(key) if isinstance(kwargs.get(key), list) else []
-                    for i, ref in enumerate(refs):
-                        if isinstance(ref, str) and ref.split(".")[0] not in models:
-                            self.error(case, case.file, f"{path}.kwargs.{key}[{i}]",
-                                       f"'{ref}' is not in a model built before this step")
-            if name == "observe":
-                for key, ref in body.items():
-                    if key in ("as", "probes"):
-                        continue
-                    pool = values if key in OBSERVES_VALUE else trackers if key in OBSERVES_TRACKER else models
-                    for field, one in observed_refs(key, ref):
-                        if one.split(".")[0] not in pool and one not in pool:
-                            self.error(case, case.file, f"{path}.{field}", f"'{one}' is not defined before this step")
-                observations.add(body.get("as"))
-            if name == "raises":
-                observations.add(body.get("as"))
-            if name == "define_api":
-                for action in body.get("do") or []:
-                    if isinstance(action, dict) and isinstance(action.get("record_registry"), dict):
-                        observations.add(action["record_registry"].get("as"))
-            if name in DEFINES_MODEL and isinstance(body.get("as"), str):
-                models.add(body["as"])
-            if name in DEFINES_VALUE and isinstance(body.get("as"), str):
-                values.add(body["as"])
-            if name == "tracker" and isinstance(body.get("as"), str):
-                trackers.add(body["as"])
+        observations = self.check_names_and_needs(case, fixtures)
         for i, expectation in enumerate(data.get("expect") or []):
             if not isinstance(expectation, dict) or len(expectation) != 1:
                 continue
@@ -157,6 +90,46 @@ class Validator:
             for ref in names:
                 if isinstance(ref, str) and ref not in observations:
                     self.error(case, case.file, f"expect[{i}].{check}", f"no step observes '{ref}'")
+
+    def check_names_and_needs(self, case: Case, fixtures: dict[str, Any]) -> set[str]:
+        """Every name a step references is defined by an earlier step (the schema's
+        `x-ccts` says which fields reference or define what); the case `needs`
+        every capability its steps need. Returns the observations the steps record."""
+        vocab = vocabulary()
+        defined: dict[str, set[str]] = {kind: set() for kind in NAME_KINDS}
+        needed: set[str] = set()
+        for path, name, body in walk_steps(case.data.get("steps")):
+            needed |= vocab.needs(name, body)
+            uses = vocab.name_uses(name, body, path)
+            for use in uses:
+                if use.role == "references":
+                    self.check_reference(case, use, defined, fixtures)
+            for use in uses:
+                if use.role == "defines":
+                    defined[use.kind].add(use.name)
+        declared = case.data.get("needs") if isinstance(case.data.get("needs"), list) else []
+        missing = sorted(needed - set(declared) - {"fixtures"})
+        if missing:
+            self.error(case, case.file, "needs", f"the steps need {missing} (spec/CASES.md, \"Steps\"); "
+                       f"the case declares {declared}")
+        return defined["observation"]
+
+    def check_reference(self, case: Case, use: NameUse, defined: dict[str, set[str]],
+                        fixtures: dict[str, Any]) -> None:
+        if use.kind == "fixture":
+            if use.name not in fixtures:
+                self.error(case, case.file, use.path, f"unknown fixture '{use.name}'")
+            return
+        if use.kind == "observation":
+            return  # checked against the expectations, below
+        if use.kind in ("model", "parameter"):
+            ok = use.name.split(".")[0] in defined["model"]
+        elif use.kind == "api":
+            ok = use.name in defined["api"] or use.name in use.annotation.get("builtin", {})
+        else:
+            ok = use.name in defined[use.kind]
+        if not ok:
+            self.error(case, case.file, use.path, f"'{use.name}' is not {DEFINED_BY[use.kind]}")
 
     def check_golden_files(self, case: Case) -> None:
         """A golden file (relative to the case) exists, names what produced it, and holds one
@@ -208,21 +181,6 @@ class Validator:
                     if class_name not in BUILTIN_CLASSES and class_name not in classes:
                         self.errors.append(f"{file}: {owner}: field {where}: unknown class '{class_name}' "
                                            f"(neither built-in nor a class of this file)")
-
-
-def observed_refs(key: str, ref: Any) -> Iterator[tuple[str, str]]:
-    """(field path, reference) of the names an observe kind reads: a string, a list of module
-    references (registry_identity), or an object's `module`/`modules` (state, state_identity,
-    managed_parameters). Its `api` is a name of another kind and is not checked here."""
-    if isinstance(ref, str):
-        yield key, ref
-    elif isinstance(ref, list):
-        yield from ((f"{key}[{i}]", r) for i, r in enumerate(ref) if isinstance(r, str))
-    elif isinstance(ref, dict):
-        if isinstance(ref.get("module"), str):
-            yield f"{key}.module", ref["module"]
-        modules = ref.get("modules") if isinstance(ref.get("modules"), list) else []
-        yield from ((f"{key}.modules[{i}]", r) for i, r in enumerate(modules) if isinstance(r, str))
 
 
 BUILTIN_CLASSES = ("Linear", "ReLU", "Sequential", "ModuleList", "ModuleDict")

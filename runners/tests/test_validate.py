@@ -54,7 +54,7 @@ class Validate(unittest.TestCase):
             "rule.yaml: case t.rule: field requirements[0]: unknown rule TEST-NOPE-001",
             "fixture.yaml: case t.fixture: field steps[0].build.fixture: unknown fixture 'Nope'",
             "step.yaml: case t.step: field steps[0]: ",
-            "ref.yaml: case t.ref: field steps[0].observe.value: 'v' is not defined before this step",
+            "ref.yaml: case t.ref: field steps[0].observe.value: 'v' is not a value defined before this step",
             "ref.yaml: case t.ref: field expect[0].equal: no step observes 'y'",
             "area.yaml: case t.area: field id: must start with its folder's area 'other.'",
             "rule2.yaml: case t.rule: field id: duplicate id",
@@ -116,7 +116,8 @@ class ReplicateAndFullyShardVocabulary(unittest.TestCase):
             {"observe": {"as": "fp", "full_parameters": "m"}},
             {"observe": {"as": "mp", "managed_parameters": {"api": "fully_shard", "module": "m.fc1"}}},
         ]
-        code, output = validate(with_net([case("t.ok", [{"same_across_ranks": "loss"}], steps=steps)]))
+        code, output = validate(with_net([case("t.ok", [{"same_across_ranks": "loss"}], steps=steps,
+                                               needs=["replicate", "fully_shard"])]))
         self.assertEqual(code, 0, output)
 
     def test_names_used_before_they_are_defined(self):
@@ -133,7 +134,8 @@ class ReplicateAndFullyShardVocabulary(unittest.TestCase):
             {"observe": {"as": "st", "state": {"api": "replicate", "module": "n.fc1", "key": "k"}}},
             {"observe": {"as": "t", "type_name": "n"}},
         ]
-        code, output = validate(with_net([case("t.refs", [{"equal": {"actual": "t", "value": "Net"}}], steps=steps)]))
+        code, output = validate(with_net([case("t.refs", [{"equal": {"actual": "t", "value": "Net"}}], steps=steps,
+                                               needs=["replicate", "fully_shard", "contract"])]))
         self.assertEqual(code, 1)
         for expected in [
             "field steps[1].mse_loss.input: 'y' is not a value defined before this step",
@@ -142,14 +144,58 @@ class ReplicateAndFullyShardVocabulary(unittest.TestCase):
             "field steps[3].set_requires_gradient_sync.model: 'n.fc1' is not a model built before this step",
             "field steps[4].unshard.model: 'n' is not a model built before this step",
             "field steps[5].reshard.model: 'n' is not a model built before this step",
-            "field steps[6].apply.kwargs.ignored_modules[0]: 'n.fc1' is not in a model built before this step",
+            "field steps[6].apply.kwargs.ignored_modules[0]: 'n.fc1' is not a model built before this step",
             "field steps[7].forward.model: 'n.fc1' is not a model built before this step",
-            "field steps[8].observe.managed_parameters.module: 'n' is not defined before this step",
-            "field steps[9].observe.state.module: 'n.fc1' is not defined before this step",
-            "field steps[10].observe.type_name: 'n' is not defined before this step",
+            "field steps[8].observe.managed_parameters.module: 'n' is not a model built before this step",
+            "field steps[9].observe.state.module: 'n.fc1' is not a model built before this step",
+            "field steps[10].observe.type_name: 'n' is not a model built before this step",
         ]:
             self.assertIn(expected, output)
         self.assertNotIn("steps[2].load_state_dict.model", output)
+
+    def test_references_of_every_kind_nested_steps_included(self):
+        steps = [
+            {"build": {"fixture": "Net", "as": "m"}},
+            {"raises": {"as": "err", "do": [{"forward": {"model": "m", "args": ["x"], "kwargs": {"k": "w"}}}]}},
+            {"repeat": {"times": 1, "do": [{"backward": {"of": "y"}}, {"slice": {"from": "z", "as": "s"}}]}},
+            {"apply": {"api": "nope", "to": ["m", "q.fc1"], "kwargs": {"ignored_params": ["p.fc1.weight"]}}},
+            {"track": {"tracker": "t", "do": [{"clear_user_hooks": {"tracker": "t"}}]}},
+            {"observe": {"as": "ev", "tracker_events": "t"}},
+        ]
+        code, output = validate(with_net([case("t.kinds", [{"error": {"actual": "err", "kind": "runtime_error"}}],
+                                               steps=steps, needs=["contract", "mod_tracker"])]))
+        self.assertEqual(code, 1)
+        for expected in [
+            "field steps[1].raises.do[0].forward.args[0]: 'x' is not a value defined before this step",
+            "field steps[1].raises.do[0].forward.kwargs.k: 'w' is not a value defined before this step",
+            "field steps[2].repeat.do[0].backward.of: 'y' is not a value defined before this step",
+            "field steps[2].repeat.do[1].slice.from: 'z' is not a value defined before this step",
+            "field steps[3].apply.api: 'nope' is not an API defined before this step or built in",
+            "field steps[3].apply.to[1]: 'q.fc1' is not a model built before this step",
+            "field steps[3].apply.kwargs.ignored_params[0]: 'p.fc1.weight' is not in a model built before this step",
+            "field steps[4].track.tracker: 't' is not a tracker created before this step",
+            "field steps[4].track.do[0].clear_user_hooks.tracker: 't' is not a tracker created before this step",
+            "field steps[5].observe.tracker_events: 't' is not a tracker created before this step",
+        ]:
+            self.assertIn(expected, output)
+        self.assertNotIn("steps[3].apply.to[0]", output)
+
+    def test_needs_cover_every_step_observation_and_built_in_api(self):
+        steps = [
+            {"build": {"fixture": "Net", "as": "m"}},
+            {"apply": {"api": "replicate", "to": "m"}},
+            {"unshard": {"model": "m"}},
+            {"tracker": {"as": "t"}},
+            {"define_api": {"name": "api"}},
+            {"observe": {"as": "r", "registry": "m"}},
+        ]
+        code, output = validate(with_net([case("t.needs", [{"equal": {"actual": "r", "value": None}}],
+                                               steps=steps, needs=["fixtures", "replicate"])]))
+        self.assertEqual(code, 1)
+        self.assertIn("field needs: the steps need ['contract', 'fully_shard', 'mod_tracker']", output)
+        code, output = validate(with_net([case("t.needs", [{"equal": {"actual": "r", "value": None}}], steps=steps,
+                                               needs=["replicate", "fully_shard", "mod_tracker", "contract"])]))
+        self.assertEqual(code, 0, output)
 
     def test_schema_of_the_new_steps(self):
         steps = [
