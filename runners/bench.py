@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     outcomes: dict[str, int] = {}
     for case, ws in plan:
         result = runner.run_one(case, ws)
-        outcomes[result["outcome"]] = outcomes.get(result["outcome"], 0) + 1
+        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
     runner.close()
     persistent = (time.perf_counter() - start) / len(plan)
 

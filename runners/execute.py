@@ -18,10 +18,12 @@ from typing import Any
 
 from ccts_common import outcomes
 
-from .expectations import Judge, readable
+from .expectations import judge_replies
 from .releases import ReleaseSpec, parse_releases
-from .session import RankFault, RankGroup
-from .suite import ROOT, Case, Suite, SuiteError, resolved_fixtures, suite_version
+from .results import CaseResult, RankResult
+from .session import HelloRefused, RankFault, RankGroup
+from .suite import ACCEPTED_PROTOCOLS, PROTOCOL_VERSION, ROOT, Case, Suite, SuiteError, resolved_fixtures, suite_version
+from .vocabulary import phase_of_error
 
 
 def default_adapter() -> str:
@@ -110,17 +112,17 @@ class Progress:
         self.tty = sys.stdout.isatty()
         self.counts: dict[str, int] = {}
 
-    def update(self, result: dict[str, Any]) -> None:
+    def update(self, result: CaseResult) -> None:
         self.done += 1
-        self.counts[result["outcome"]] = self.counts.get(result["outcome"], 0) + 1
-        label = f"{result['outcome'].upper():<11} {result['case']}@{result['world_size']} ({result['duration_s']:.2f}s)"
+        self.counts[result.outcome] = self.counts.get(result.outcome, 0) + 1
+        label = f"{result.outcome.upper():<11} {result.case}@{result.world_size} ({result.duration_s:.2f}s)"
         if self.tty:
             summary = " ".join(f"{k}:{v}" for k, v in sorted(self.counts.items()))
-            sys.stdout.write(f"\r\033[K[{self.done}/{self.total}] {summary}  {result['case']}@{result['world_size']}")
+            sys.stdout.write(f"\r\033[K[{self.done}/{self.total}] {summary}  {result.case}@{result.world_size}")
             sys.stdout.flush()
-            if result["outcome"] in outcomes.FAILING or result["outcome"] == "xpass":
+            if result.outcome in outcomes.FAILING or result.outcome == "xpass":
                 sys.stdout.write("\r\033[K" + label + "\n")
-        elif not self.quiet or result["outcome"] in outcomes.FAILING:
+        elif not self.quiet or result.outcome in outcomes.FAILING:
             print(label, flush=True)
 
     def finish(self) -> None:
@@ -145,47 +147,69 @@ def rerun_command(case_id: str, ws: int, options: RunOptions) -> str:
     return cmd
 
 
-def describe_failure(result: dict[str, Any]) -> str:
-    lines = [f"--- {result['outcome'].upper()} {result['case']} at world size {result['world_size']} ({result['file']})"]
-    if result.get("message"):
-        lines.append(f"    {result['message']}")
-    for f in result.get("failures", [])[:5]:
+def describe_failure(result: CaseResult) -> str:
+    lines = [f"--- {result.outcome.upper()} {result.case} at world size {result.world_size} ({result.file})"]
+    if result.message:
+        lines.append(f"    {result.message}")
+    for f in result.failures[:5]:
         where = "all ranks" if f["rank"] is None else f"rank {f['rank']}"
         lines.append(f"    {f['check']} #{f['expectation_index']} on {where}: {f['message']}")
         lines.append(f"      expected: {json.dumps(f['expected'])[:400]}")
         lines.append(f"      observed: {json.dumps(f['observed'])[:400]}")
-    for r in result.get("ranks", []):
-        if r.get("stderr_tail") and result["outcome"] in outcomes.FAULTS:
-            tail = r["stderr_tail"].splitlines()[-5:]
-            lines.append(f"    rank {r['rank']} stderr: " + " | ".join(tail))
-    lines.append(f"    rerun: {result['rerun']}")
+    for r in result.ranks:
+        if r.stderr_tail and result.outcome in outcomes.FAULTS:
+            tail = r.stderr_tail.splitlines()[-5:]
+            lines.append(f"    rank {r.rank} stderr: " + " | ".join(tail))
+    lines.append(f"    rerun: {result.rerun}")
     return "\n".join(lines)
 
 
 class Runner:
+    """Runs cases on rank groups of the adapter, one group per world size, kept
+    across cases; the judge (expectations.judge_replies) gives each verdict."""
+
     def __init__(self, suite: Suite, options: RunOptions) -> None:
         self.suite = suite
         self.options = options
         self.groups: dict[int, RankGroup] = {}
         self.implementation: dict[str, Any] | None = None
-        self.results: list[dict[str, Any]] = []
+        self.protocol = PROTOCOL_VERSION  # lowered once if the adapter speaks only an older one
+        self.results: list[CaseResult] = []
 
     # -- rank groups --------------------------------------------------------
     def group(self, ws: int) -> RankGroup:
         group = self.groups.get(ws)
         if group is None:
-            group = RankGroup(self.options.adapter, ws, self.options.backend, self.options.device)
+            group, hello = self.start_group(ws)
+            if self.implementation is None:
+                self.implementation = {k: hello.get(k) for k in
+                                       ("name", "version", "capabilities", "backends", "devices", "build")}
+                self.implementation["protocol"] = group.protocol
+            self.groups[ws] = group
+        return group
+
+    def start_group(self, ws: int) -> tuple[RankGroup, dict[str, Any]]:
+        """A started group, offering the newest protocol first; an adapter that
+        refuses hello is offered each older accepted one (spec/ADAPTERS.md)."""
+        refusals: list[str] = []
+        tails: dict[int, str] = {}
+        for protocol in [p for p in ACCEPTED_PROTOCOLS if p <= self.protocol]:
+            group = RankGroup(self.options.adapter, ws, self.options.backend, self.options.device, protocol=protocol)
             try:
                 hello = group.start(self.options.timeout)
             except RankFault as fault:
                 tails = {r.rank: r.stderr_text() for r in group.ranks}
                 group.kill()
-                raise _StartFailure(str(fault), tails) from None
-            if self.implementation is None:
-                self.implementation = {k: hello.get(k) for k in
-                                       ("name", "version", "capabilities", "backends", "devices", "build")}
-            self.groups[ws] = group
-        return group
+                refusals.append(str(fault))
+                if isinstance(fault, HelloRefused):
+                    continue
+                raise _StartFailure("; ".join(refusals), tails) from None
+            if protocol < PROTOCOL_VERSION and not self.groups and self.implementation is None:
+                print(f"warning: the adapter speaks protocol {protocol}, which is deprecated (spec/ADAPTERS.md, "
+                      f"\"Protocol versions\"); the runner speaks {PROTOCOL_VERSION}", file=sys.stderr)
+            self.protocol = protocol
+            return group, hello
+        raise _StartFailure("; ".join(refusals), tails)
 
     def drop(self, ws: int) -> None:
         group = self.groups.pop(ws, None)
@@ -202,93 +226,54 @@ class Runner:
             self.groups.pop(ws).kill()
 
     # -- one case ---------------------------------------------------------
-    def run_one(self, case: Case, ws: int) -> dict[str, Any]:
+    def run_one(self, case: Case, ws: int) -> CaseResult:
         start = time.monotonic()
-        result: dict[str, Any] = {
-            "case": case.id, "area": case.area, "title": case.data.get("title", ""),
-            "file": case.relative_file(), "source": case.data.get("source", ""),
-            "requirements": case.requirements, "world_size": ws, "backend": self.options.backend,
-            "device": self.options.device,
-            "outcome": "pass", "duration_s": 0.0, "message": "", "xfail_reason": None,
-            "failures": [], "ranks": [], "rerun": rerun_command(case.id, ws, self.options)}
+        result = CaseResult(case=case.id, area=case.area, title=case.data.get("title", ""),
+                            file=case.relative_file(), source=case.data.get("source", ""),
+                            requirements=case.requirements, world_size=ws, backend=self.options.backend,
+                            device=self.options.device, rerun=rerun_command(case.id, ws, self.options))
         try:
-            self.judge(case, ws, result)
+            self.send_case(case, ws, result)
         except SuiteError as e:
-            result.update(outcome="error", message=str(e))
-        result["duration_s"] = round(time.monotonic() - start, 4)
+            result.settle("error", str(e))
+        result.duration_s = round(time.monotonic() - start, 4)
         return result
 
-    def judge(self, case: Case, ws: int, result: dict[str, Any]) -> None:
+    def send_case(self, case: Case, ws: int, result: CaseResult) -> None:
+        """Sends the case to the world size's rank group (starting it if need be)
+        unless it cannot run there, and records the judge's verdict on the replies."""
         if self.options.backend not in case.backends:
-            result.update(outcome="unsupported", message=f"the case runs on {case.backends}, not {self.options.backend}")
+            result.settle("unsupported", f"the case runs on {case.backends}, not {self.options.backend}")
             return
         fixtures = resolved_fixtures(case, self.suite)
         try:
             group = self.group(ws)
         except _StartFailure as e:
             stderr = next((t for t in e.tails.values() if t), "")
-            result.update(outcome="error", message=f"the adapter's rank group did not start: {e.reason}"
+            result.settle("error", f"the adapter's rank group did not start: {e.reason}"
                           + (f"; stderr: {stderr[-300:]}" if stderr else ""))
-            result["ranks"] = [{"rank": r, "outcome": "error", "error": None, "stderr_tail": t} for r, t in e.tails.items()]
+            result.ranks = [RankResult(r, "error", None, t) for r, t in e.tails.items()]
             return
         implementation = self.implementation or {}
         for what, wanted in (("backends", self.options.backend), ("devices", self.options.device)):
             if wanted not in (implementation.get(what) or []):
-                result.update(outcome="unsupported", message=f"the adapter's {what} are "
-                              f"{implementation.get(what) or []}, not {wanted}")
+                result.settle("unsupported", f"the adapter's {what} are {implementation.get(what) or []}, not {wanted}")
                 return
         missing = [n for n in case.needs if n not in implementation.get("capabilities", [])]
         if missing:
-            result.update(outcome="unsupported", message=f"the adapter does not declare {missing}")
+            result.settle("unsupported", f"the adapter does not declare {missing}")
             return
         try:
             replies = group.run_case(case.data, fixtures, self.options.timeout)
         except RankFault as fault:
             tails = {r.rank: r.stderr_text() for r in group.ranks}
             self.drop(ws)
-            result.update(outcome=fault.outcome, message=str(fault))
-            result["ranks"] = [{"rank": r, "outcome": fault.outcome if r == fault.rank else "error",
-                                "error": None, "stderr_tail": t} for r, t in tails.items()]
+            result.settle(fault.outcome, str(fault))
+            result.ranks = [RankResult(r, fault.outcome if r == fault.rank else "error", None, t)
+                            for r, t in tails.items()]
             return
-        self.judge_replies(case, replies, result, group)
-
-    def judge_replies(self, case: Case, replies: list[dict[str, Any]], result: dict[str, Any],
-                      group: RankGroup) -> None:
-        errors = [r.get("error") for r in replies]
-        observations = [r.get("observations") or {} for r in replies]
-        for rank, reply in enumerate(replies):
-            if reply.get("case") != case.id or reply.get("rank") != rank or not isinstance(reply.get("observations"), dict):
-                result.update(outcome="error", message=f"rank {rank} sent a malformed result (case, rank or observations)")
-                return
-        case_level = [e for e in errors if e]
-        wants_case_error = any("error" in x and "actual" not in (x.get("error") or {}) for x in case.data.get("expect") or [])
-        ranks = [{"rank": r, "outcome": "pass", "error": e, "stderr_tail": ""} for r, e in enumerate(errors)]
-        result["ranks"] = ranks
-        if any(e and e.get("kind") == "unsupported" for e in case_level):
-            first = next(e for e in case_level if e.get("kind") == "unsupported")
-            result.update(outcome="unsupported", message=first.get("message", ""))
-            return
-        if case_level and not wants_case_error:
-            rank = errors.index(case_level[0])
-            e = case_level[0]
-            result.update(outcome="fail", message=f"rank {rank} raised {e.get('kind')} in {e.get('phase')} "
-                          f"(step {e.get('step')}): {e.get('message')}")
-            ranks[rank]["outcome"] = "fail"
-            result["failures"] = [{"check": "no_error", "expectation_index": -1, "rank": rank, "expected": None,
-                                   "observed": e, "message": "unexpected error"}]
-            return
-        try:
-            failures = Judge(case.data, observations, errors, golden_dir=case.file.parent).failures()
-        except Exception as e:  # a case the schema would reject; `validate` names the field
-            result.update(outcome="error", message=f"the runner cannot judge {case.relative_file()}: "
-                          f"{type(e).__name__}: {e} (run ./ccts validate)")
-            return
-        if failures:
-            for f in failures:
-                if f.rank is not None:
-                    ranks[f.rank]["outcome"] = "fail"
-            result["failures"] = [f.as_dict() for f in failures]
-            result.update(outcome="fail", message=failures[0].message)
+        derive_phases(case.data.get("steps"), replies)
+        result.take(judge_replies(case.data, replies, golden_dir=case.file.parent, label=case.relative_file()))
 
     # -- the whole run ----------------------------------------------------
     def plan(self, cases: list[Case]) -> list[tuple[Case, int]]:
@@ -308,23 +293,35 @@ class _StartFailure(Exception):
         self.tails = tails
 
 
-def apply_xfail(result: dict[str, Any], entries: list[XfailEntry], strict: bool,
+def derive_phases(steps: Any, replies: list[dict[str, Any]]) -> None:
+    """Every error of the replies (the case's and those `raises` recorded) gets the
+    phase of the step it names: the runner, not the adapter, says what a phase is
+    (protocol 2; a protocol 1 adapter's own phase is replaced)."""
+    for reply in replies:
+        errors = [reply.get("error")] + [o.get("error") for o in (reply.get("observations") or {}).values()
+                                         if isinstance(o, dict) and o.get("kind") == "error"]
+        for error in errors:
+            if isinstance(error, dict):
+                error["phase"] = phase_of_error(steps, error.get("step"))
+
+
+def apply_xfail(result: CaseResult, entries: list[XfailEntry], strict: bool,
                 version: str | None = None) -> None:
     """The first entry that applies to the implementation's version (hello's `version`)
     and matches the case, or case@world_size, decides."""
     for entry in entries:
         if not entry.applies_to(version):
             continue
-        if fnmatch.fnmatchcase(result["case"], entry.pattern) or fnmatch.fnmatchcase(
-                f"{result['case']}@{result['world_size']}", entry.pattern):
+        if fnmatch.fnmatchcase(result.case, entry.pattern) or fnmatch.fnmatchcase(
+                f"{result.case}@{result.world_size}", entry.pattern):
             entry.used = True
-            result["xfail_reason"] = entry.reason
-            if result["outcome"] in outcomes.FAILING:
-                result["outcome"] = "xfail"
-            elif result["outcome"] == "pass":
-                result["outcome"] = "fail" if strict else "xpass"
+            result.xfail_reason = entry.reason
+            if result.outcome in outcomes.FAILING:
+                result.outcome = "xfail"
+            elif result.outcome == "pass":
+                result.outcome = "fail" if strict else "xpass"
                 if strict:
-                    result["message"] = f"passed but is listed as an expected failure ({entry.reason}); --strict"
+                    result.message = f"passed but is listed as an expected failure ({entry.reason}); --strict"
             return
 
 
@@ -333,16 +330,16 @@ def implementation_version(runner: Runner) -> str | None:
     return (runner.implementation or {}).get("version")
 
 
-def summarize(results: list[dict[str, Any]], rules: dict[str, Any]) -> dict[str, Any]:
+def summarize(results: list[CaseResult], rules: dict[str, Any]) -> dict[str, Any]:
     by_outcome: dict[str, int] = {}
     for r in results:
-        by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + 1
+        by_outcome[r.outcome] = by_outcome.get(r.outcome, 0) + 1
     cases: dict[str, bool] = {}
     for r in results:
-        cases[r["case"]] = cases.get(r["case"], True) and r["outcome"] == "pass"
-    covered = {req for r in results for req in r["requirements"] if req in rules}
+        cases[r.case] = cases.get(r.case, True) and r.outcome == "pass"
+    covered = {req for r in results for req in r.requirements if req in rules}
     passing = {req for req in covered
-               if all(r["outcome"] == "pass" for r in results if req in r["requirements"])}
+               if all(r.outcome == "pass" for r in results if req in r.requirements)}
     return {"total": len(results), "by_outcome": by_outcome,
             "cases": {"passed": sum(cases.values()), "total": len(cases)},
             "rules": {"covered": len(covered), "passing": len(passing), "total": len(rules)}}
@@ -380,10 +377,10 @@ def run(suite: Suite, options: RunOptions) -> int:
             apply_xfail(result, xfail_entries, options.strict, implementation_version(runner))
             runner.results.append(result)
             progress.update(result)
-            if result["outcome"] in outcomes.FAILING:
+            if result.outcome in outcomes.FAILING:
                 progress.finish()
                 print(describe_failure(result), flush=True)
-            if options.exitfirst and result["outcome"] in outcomes.FAILING:
+            if options.exitfirst and result.outcome in outcomes.FAILING:
                 partial = len(runner.results) < len(plan)
                 break
     except KeyboardInterrupt:
@@ -409,7 +406,7 @@ def run(suite: Suite, options: RunOptions) -> int:
         "duration_s": round(time.monotonic() - t0, 3), "partial": partial,
         "world_sizes": options.world_sizes,
         "rules": {rid: {"text": r.text, "chapter": r.chapter, "file": r.file} for rid, r in rules.items()},
-        "results": runner.results,
+        "results": [r.as_dict() for r in runner.results],
         "summary": summarize(runner.results, rules),
     }
     write_report(report, options.out)
@@ -418,8 +415,8 @@ def run(suite: Suite, options: RunOptions) -> int:
                      (("pass", "passed"), ("fail", "failed"), ("unsupported", "unsupported"), ("skip", "skipped")))
     extra = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()) if k not in ("pass", "fail", "unsupported", "skip"))
     print(line + (", " + extra if extra else ""))
-    bad = any(r["outcome"] in outcomes.FAILING for r in runner.results) or (
-        options.strict and any(r["outcome"] == "xpass" for r in runner.results))
+    bad = any(r.outcome in outcomes.FAILING for r in runner.results) or (
+        options.strict and any(r.outcome == "xpass" for r in runner.results))
     return 130 if partial and not options.exitfirst else (1 if bad else 0)
 
 

@@ -11,14 +11,14 @@ from typing import Any
 
 from ccts_common import portable_values
 
+from .results import RankResult, Verdict
+
 DEFAULT_TOLERANCE = {"rtol": 1.3e-6, "atol": 1e-5}
 
 
 def case_tolerance(case: dict[str, Any]) -> dict[str, float]:
     """The case's `tolerance` over the default one (spec/CASES.md)."""
     return {**DEFAULT_TOLERANCE, **(case.get("tolerance") or {})}
-EXPECTATIONS = ("equal", "not_equal", "allclose", "same_across_ranks", "different_across_ranks",
-                "set_equal", "contains", "error", "no_error", "golden")
 
 
 @dataclass
@@ -355,3 +355,39 @@ class Judge:
                     if same(values[i], values[j]):
                         raise Mismatch(f"{name} is the same on ranks {i} and {j} but must differ",
                                        expected="different values", observed=readable(values[i]))
+
+
+def judge_replies(case: dict[str, Any], replies: list[dict[str, Any]], golden_dir: Any = None,
+                  label: str = "the case") -> Verdict:
+    """The verdict on one `result` reply per rank (the phases of their errors already
+    derived): unsupported when a rank said so, fail on an error no expectation asked
+    for, else the failures of `expect`."""
+    case_id = case.get("id")
+    for rank, reply in enumerate(replies):
+        if reply.get("case") != case_id or reply.get("rank") != rank or not isinstance(reply.get("observations"), dict):
+            return Verdict("error", f"rank {rank} sent a malformed result (case, rank or observations)")
+    errors = [r.get("error") for r in replies]
+    observations = [r["observations"] for r in replies]
+    ranks = [RankResult(r, "pass", e) for r, e in enumerate(errors)]
+    raised = [e for e in errors if e]
+    unsupported = next((e for e in raised if e.get("kind") == "unsupported"), None)
+    if unsupported:
+        return Verdict("unsupported", unsupported.get("message", ""), ranks=ranks)
+    wants_case_error = any("error" in x and "actual" not in (x.get("error") or {}) for x in case.get("expect") or [])
+    if raised and not wants_case_error:
+        rank, e = errors.index(raised[0]), raised[0]
+        ranks[rank].outcome = "fail"
+        failure = Failure("no_error", -1, rank, None, e, "unexpected error")
+        return Verdict("fail", f"rank {rank} raised {e.get('kind')} in {e.get('phase')} (step {e.get('step')}): "
+                       f"{e.get('message')}", [failure.as_dict()], ranks)
+    try:
+        failures = Judge(case, observations, errors, golden_dir=golden_dir).failures()
+    except Exception as e:  # a case the schema would reject; `validate` names the field
+        return Verdict("error", f"the runner cannot judge {label}: {type(e).__name__}: {e} (run ./ccts validate)",
+                       ranks=ranks)
+    for f in failures:
+        if f.rank is not None:
+            ranks[f.rank].outcome = "fail"
+    if failures:
+        return Verdict("fail", failures[0].message, [f.as_dict() for f in failures], ranks)
+    return Verdict("pass", "", [], ranks)

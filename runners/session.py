@@ -26,6 +26,10 @@ MESSAGES_SCHEMA = "adapter-messages.schema.json"
 REPLY_DEFINITIONS = {"hello": "adapter_hello", "result": "result", "bye": "bye"}
 
 
+# Fields of a case that only the runner's judge reads: protocol 2 sends a case without them.
+JUDGE_FIELDS = ("expect", "tolerance")
+
+
 class RankFault(Exception):
     """A rank crashed, hung or broke the protocol. `outcome` is crash, timeout or error."""
 
@@ -33,6 +37,13 @@ class RankFault(Exception):
         super().__init__(message)
         self.outcome = outcome
         self.rank = rank
+
+
+class HelloRefused(RankFault):
+    """A rank answered hello with an error message: it may speak an older protocol."""
+
+    def __init__(self, rank: int, message: str) -> None:
+        super().__init__("error", rank, message)
 
 
 def free_port() -> int:
@@ -58,8 +69,9 @@ class Rank:
 
 class RankGroup:
     def __init__(self, command: str, world_size: int, backend: str = "gloo", device: str = "cpu",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, protocol: int = PROTOCOL_VERSION) -> None:
         self.command = shlex.split(command)
+        self.protocol = protocol
         self.world_size = world_size
         self.backend = backend
         self.device = device
@@ -75,7 +87,7 @@ class RankGroup:
             env.update(self.extra_env)
             env.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(self.world_size),
                         "LOCAL_WORLD_SIZE": str(self.world_size), "MASTER_ADDR": "127.0.0.1",
-                        "MASTER_PORT": str(port), "CCTS_PROTOCOL": str(PROTOCOL_VERSION)})
+                        "MASTER_PORT": str(port), "CCTS_PROTOCOL": str(self.protocol)})
             try:
                 process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, env=env, start_new_session=True)
@@ -86,7 +98,7 @@ class RankGroup:
             rank_state.stderr_reader = threading.Thread(target=self._drain_stderr, args=(rank_state,), daemon=True)
             rank_state.stderr_reader.start()
             self.ranks.append(rank_state)
-        replies = self.exchange({"type": "hello", "protocol": PROTOCOL_VERSION, "suite_version": suite_version(),
+        replies = self.exchange({"type": "hello", "protocol": self.protocol, "suite_version": suite_version(),
                                  "backend": self.backend, "device": self.device}, timeout, expect="hello")
         self.hello = replies[0]
         return self.hello
@@ -132,6 +144,8 @@ class RankGroup:
 
     # -- messages ---------------------------------------------------------
     def run_case(self, case: dict[str, Any], fixtures: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+        if self.protocol >= 2:  # the adapter executes; it never sees what is expected
+            case = {k: v for k, v in case.items() if k not in JUDGE_FIELDS}
         messages = [{"type": "run", "case": case, "fixtures": fixtures, "world_size": self.world_size,
                      "rank": r.rank, "backend": self.backend, "device": self.device} for r in self.ranks]
         return self.exchange(messages, timeout, expect="result")
@@ -179,12 +193,15 @@ class RankGroup:
         if not isinstance(reply, dict):
             raise RankFault("error", r.rank, f"rank {r.rank} wrote JSON that is not an object: {line[:200]!r}")
         if reply.get("type") == "error":
+            if expect == "hello":
+                raise HelloRefused(r.rank, f"rank {r.rank} refused hello (protocol {self.protocol}): "
+                                           f"{reply.get('message')}")
             raise RankFault("error", r.rank, f"rank {r.rank} reported a protocol error: {reply.get('message')}")
         if reply.get("type") != expect:
             raise RankFault("error", r.rank, f"rank {r.rank} answered '{reply.get('type')}' where '{expect}' was due")
-        if expect == "hello" and reply.get("protocol") != PROTOCOL_VERSION:
+        if expect == "hello" and reply.get("protocol") != self.protocol:
             raise RankFault("error", r.rank, f"rank {r.rank} speaks protocol {reply.get('protocol')!r}; "
-                                             f"this runner speaks {PROTOCOL_VERSION} (spec/ADAPTERS.md)")
+                                             f"it was offered {self.protocol} (spec/ADAPTERS.md)")
         problems = schemas.problems(reply, MESSAGES_SCHEMA, REPLY_DEFINITIONS[expect], limit=3)
         if problems:
             raise RankFault("error", r.rank, f"rank {r.rank} sent an ill-formed '{expect}' "

@@ -18,7 +18,11 @@ from ccts_common.errors import SuiteError
 from .vocabulary import fixture_names_in
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTOCOL_VERSION = 1
+# The protocol the runner speaks (spec/ADAPTERS.md); an adapter that refuses it
+# is offered the older ones still accepted, newest first. Protocol 1 is
+# deprecated: accepted until the suite's 1.0.0.
+PROTOCOL_VERSION = 2
+ACCEPTED_PROTOCOLS = (2, 1)
 DEFAULT_WORLD_SIZES = [1, 2, 4]
 DEFAULT_BACKENDS = ["gloo", "nccl"]
 

@@ -77,10 +77,10 @@ json grad_storage_groups(nn::Module& module) {
   return out;
 }
 
+}  // namespace
+
 json strings_json(const std::vector<std::string>& items) { return {{"kind", "strings"}, {"items", items}}; }
 json json_value(json value) { return {{"kind", "json"}, {"value", std::move(value)}}; }
-
-}  // namespace
 
 const composable::Contract* builtin_contract(const std::string& name) {
   if (name == "replicate") return &replicate::replicate_contract();
@@ -127,49 +127,99 @@ void set_requires_gradient_sync(nn::Module& module, bool value) {
   }
 }
 
+void unshard(nn::Module& module) { fully_shard::unshard(module); }
+
+void reshard(nn::Module& module) { fully_shard::reshard(module); }
+
 json named_tensors_json(const nn::NamedTensors& items) {
   json list = json::array();
   for (const auto& [fqn, t] : items) list.push_back(json::array({fqn, values::encode_tensor(t)}));
   return {{"kind", "named_tensors"}, {"items", list}};
 }
 
+namespace {
+
+using Observer = json (*)(const json& ref, const ModuleRef& module_ref);
+
+json observe_type_name(const json& ref, const ModuleRef& module_ref) { return json_value(module_ref(ref)->type_name()); }
+
+json observe_replicate_device_ids(const json& ref, const ModuleRef& module_ref) {
+  auto state = replicate::replicate_state(*module_ref(ref));
+  if (!state || !state->has_initialized()) {
+    throw std::invalid_argument("'_ReplicateState' object has no attribute '_ddp_weakref'");
+  }
+  return json_value(state->device_ids() ? json(*state->device_ids()) : json(nullptr));
+}
+
+json observe_grad_storage_groups(const json& ref, const ModuleRef& module_ref) {
+  return json_value(grad_storage_groups(*module_ref(ref)));
+}
+
+json layouts(const nn::NamedTensors& items) {
+  json out = json::object();
+  for (const auto& [fqn, t] : items) out[fqn] = layout_json(t);
+  return json_value(out);
+}
+
+json observe_parameter_layout(const json& ref, const ModuleRef& module_ref) {
+  return layouts(module_ref(ref)->named_parameters());
+}
+
+json observe_state_dict_layout(const json& ref, const ModuleRef& module_ref) {
+  return layouts(module_ref(ref)->state_dict("", true));
+}
+
+// A sharded parameter reports its global shape, as DTensor.shape does.
+json observe_parameter_shapes(const json& ref, const ModuleRef& module_ref) {
+  json shapes = json::object();
+  for (const auto& [fqn, t] : module_ref(ref)->named_parameters()) {
+    auto layout = fully_shard::sharded_layout(t);
+    shapes[fqn] = layout ? layout->global_shape : t.sizes().vec();
+  }
+  return json_value(shapes);
+}
+
+json observe_full_parameters(const json& ref, const ModuleRef& module_ref) {
+  nn::NamedTensors full;
+  for (const auto& [fqn, t] : module_ref(ref)->named_parameters()) full.emplace_back(fqn, fully_shard::full_tensor(t));
+  return named_tensors_json(full);
+}
+
+json observe_managed_parameters(const json& ref, const ModuleRef& module_ref) {
+  const std::string api = ref.at("api").get<std::string>();
+  auto module = module_ref(ref.at("module"));
+  if (api == "replicate") {
+    auto state = replicate::replicate_state(*module);
+    if (!state) throw std::invalid_argument("replicate was not applied to '" + ref.at("module").get<std::string>() + "'");
+    return strings_json(state->param_names());
+  }
+  if (api == "fully_shard") {
+    auto fqns = fully_shard::managed_parameters(*module);
+    return fqns ? strings_json(*fqns) : json_value(nullptr);
+  }
+  throw std::invalid_argument("managed_parameters.api: expected replicate or fully_shard, got '" + api + "'");
+}
+
+const std::map<std::string, Observer>& observers() {
+  static const std::map<std::string, Observer> table = {
+      {"type_name", &observe_type_name},
+      {"replicate_device_ids", &observe_replicate_device_ids},
+      {"grad_storage_groups", &observe_grad_storage_groups},
+      {"parameter_layout", &observe_parameter_layout},
+      {"state_dict_layout", &observe_state_dict_layout},
+      {"parameter_shapes", &observe_parameter_shapes},
+      {"full_parameters", &observe_full_parameters},
+      {"managed_parameters", &observe_managed_parameters},
+  };
+  return table;
+}
+
+}  // namespace
+
 std::optional<json> observe_builtin(const std::string& kind, const json& ref, const ModuleRef& module_ref) {
-  if (kind == "type_name") return json_value(module_ref(ref)->type_name());
-  if (kind == "replicate_device_ids") {
-    auto state = replicate::replicate_state(*module_ref(ref));
-    if (!state || !state->has_initialized()) {
-      throw std::invalid_argument("'_ReplicateState' object has no attribute '_ddp_weakref'");
-    }
-    return json_value(state->device_ids() ? json(*state->device_ids()) : json(nullptr));
-  }
-  if (kind == "grad_storage_groups") return json_value(grad_storage_groups(*module_ref(ref)));
-  if (kind == "parameter_layout" || kind == "state_dict_layout") {
-    auto module = module_ref(ref);
-    json out = json::object();
-    const nn::NamedTensors items = kind == "parameter_layout" ? module->named_parameters() : module->state_dict("", true);
-    for (const auto& [fqn, t] : items) out[fqn] = layout_json(t);
-    return json_value(out);
-  }
-  if (kind == "full_parameters") {
-    nn::NamedTensors full;
-    for (const auto& [fqn, t] : module_ref(ref)->named_parameters()) full.emplace_back(fqn, fully_shard::full_tensor(t));
-    return named_tensors_json(full);
-  }
-  if (kind == "managed_parameters") {
-    const std::string api = ref.at("api").get<std::string>();
-    auto module = module_ref(ref.at("module"));
-    if (api == "replicate") {
-      auto state = replicate::replicate_state(*module);
-      if (!state) throw std::invalid_argument("replicate was not applied to '" + ref.at("module").get<std::string>() + "'");
-      return strings_json(state->param_names());
-    }
-    if (api == "fully_shard") {
-      auto fqns = fully_shard::managed_parameters(*module);
-      return fqns ? strings_json(*fqns) : json_value(nullptr);
-    }
-    throw std::invalid_argument("managed_parameters.api: expected replicate or fully_shard, got '" + api + "'");
-  }
-  return std::nullopt;
+  auto it = observers().find(kind);
+  if (it == observers().end()) return std::nullopt;
+  return it->second(ref, module_ref);
 }
 
 }  // namespace ccts::adapter

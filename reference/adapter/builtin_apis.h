@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,14 +24,21 @@ const composable::Contract* builtin_contract(const std::string& name);
 // apply: {api: replicate | fully_shard, to, kwargs}.
 void apply_builtin(const std::string& api, const json& to, const json& kwargs, const ModuleRef& module_ref);
 
-// set_requires_gradient_sync / unshard / reshard on a replicate or fully_shard module.
+// The steps of methods the APIs add: set_requires_gradient_sync (replicate and
+// fully_shard), unshard and reshard (fully_shard).
 void set_requires_gradient_sync(nn::Module& module, bool value);
+void unshard(nn::Module& module);
+void reshard(nn::Module& module);
 
 // The observation of kind `kind` (one of spec/replicate.md's and
-// spec/fully_shard.md's), or nothing for a kind that is not theirs.
+// spec/fully_shard.md's, or parameter_shapes, which reports a sharded
+// parameter's global shape), or nothing for a kind that is not theirs.
 std::optional<json> observe_builtin(const std::string& kind, const json& ref, const ModuleRef& module_ref);
 
-// A tensor as observed: a sharded one is its local shard already.
+// Observations as the protocol sends them (spec/ADAPTERS.md, "Observations").
+// Named tensors: a sharded tensor is its local shard already.
 json named_tensors_json(const nn::NamedTensors& items);
+json strings_json(const std::vector<std::string>& items);
+json json_value(json value);
 
 }  // namespace ccts::adapter

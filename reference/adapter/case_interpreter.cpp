@@ -8,7 +8,6 @@
 #include <torch/torch.h>
 
 #include "ccts/distributed/process_group.h"
-#include "ccts/fully_shard/fully_shard.h"
 #include "ccts/errors.h"
 #include "ccts/fixtures/fixture.h"
 #include "ccts/nn/checkpoint.h"
@@ -31,38 +30,15 @@ constexpr const char* kName = "ccts-reference";
 #endif
 constexpr const char* kVersion = CCTS_SUITE_VERSION;
 
-// An error raised while running a step, with the phase and step path the
-// protocol reports (spec/ADAPTERS.md, "Errors").
+// An error raised while running a step: its kind, message and the step's index
+// path. The runner derives the phase from the path (spec/ADAPTERS.md, "Errors").
 struct StepFailure {
   std::string kind;
-  std::string phase;
   std::string message;
   std::string step;
 };
 
-json error_json(const StepFailure& f) {
-  return {{"kind", f.kind}, {"phase", f.phase}, {"message", f.message}, {"step", f.step}};
-}
-
-std::string phase_of(const std::string& step, const json& body) {
-  if (step == "forward" || step == "mse_loss") return "forward";
-  if (step == "set_requires_gradient_sync") return "apply";
-  if (step == "unshard" || step == "reshard") return "collective";
-  if (step == "load_state_dict") return "load_state_dict";
-  if (step == "backward") return "backward";
-  if (step == "sgd_step" || step == "zero_grad") return "optimizer";
-  if (step == "apply") return "apply";
-  if (step == "tracker" || step == "track" || step == "register_user_hooks" || step == "clear_user_hooks") {
-    return "tracker";
-  }
-  if (step == "observe") {
-    if (body.contains("state_dict") || body.contains("state_dict_keys") || body.contains("state_dict_layout")) {
-      return "state_dict";
-    }
-    return "observe";
-  }
-  return "build";
-}
+json error_json(const StepFailure& f) { return {{"kind", f.kind}, {"message", f.message}, {"step", f.step}}; }
 
 // Everything one case creates; destroyed when the case ends.
 class CaseRun {
@@ -97,7 +73,7 @@ class CaseRun {
       const std::string step_path = path.empty() ? std::to_string(i) : path + "." + std::to_string(i);
       const json& step = steps[i];
       if (!step.is_object() || step.size() != 1) {
-        throw StepError{{"invalid_argument", "build", "a step is a mapping with exactly one key", step_path}};
+        throw StepError{{"invalid_argument", "a step is a mapping with exactly one key", step_path}};
       }
       const auto only = step.begin();
       const std::string name = only.key();
@@ -107,137 +83,197 @@ class CaseRun {
       } catch (const StepError&) {
         throw;
       } catch (const ApiError& e) {
-        throw StepError{{e.kind(), phase_of(name, body), e.what(), step_path}};
+        throw StepError{{e.kind(), e.what(), step_path}};
       } catch (const fixtures::FixtureError& e) {
-        throw StepError{{"invalid_argument", "build", e.what(), step_path}};
+        throw StepError{{"invalid_argument", e.what(), step_path}};
       } catch (const std::invalid_argument& e) {
-        throw StepError{{"invalid_argument", phase_of(name, body), e.what(), step_path}};
+        throw StepError{{"invalid_argument", e.what(), step_path}};
       } catch (const c10::Error& e) {
-        throw StepError{{"runtime_error", phase_of(name, body), e.what_without_backtrace(), step_path}};
+        throw StepError{{"runtime_error", e.what_without_backtrace(), step_path}};
       } catch (const std::exception& e) {
-        throw StepError{{"runtime_error", phase_of(name, body), e.what(), step_path}};
+        throw StepError{{"runtime_error", e.what(), step_path}};
       }
     }
+  }
+
+  using StepHandler = void (CaseRun::*)(const json& body, const std::string& path);
+
+  // Every step of spec/CASES.md (its schema defines them) and its handler.
+  static const std::map<std::string, StepHandler>& step_handlers() {
+    static const std::map<std::string, StepHandler> handlers = {
+        {"build", &CaseRun::step_build},
+        {"copy", &CaseRun::step_copy},
+        {"input", &CaseRun::step_input},
+        {"batch", &CaseRun::step_batch},
+        {"slice", &CaseRun::step_slice},
+        {"forward", &CaseRun::step_forward},
+        {"backward", &CaseRun::step_backward},
+        {"zero_grad", &CaseRun::step_zero_grad},
+        {"sgd_step", &CaseRun::step_sgd_step},
+        {"mse_loss", &CaseRun::step_mse_loss},
+        {"load_state_dict", &CaseRun::step_load_state_dict},
+        {"raises", &CaseRun::step_raises},
+        {"repeat", &CaseRun::step_repeat},
+        {"observe", &CaseRun::step_observe},
+        {"define_api", &CaseRun::step_define_api},
+        {"apply", &CaseRun::step_apply},
+        {"set_requires_gradient_sync", &CaseRun::step_set_requires_gradient_sync},
+        {"unshard", &CaseRun::step_unshard},
+        {"reshard", &CaseRun::step_reshard},
+        {"tracker", &CaseRun::step_tracker},
+        {"register_user_hooks", &CaseRun::step_register_user_hooks},
+        {"clear_user_hooks", &CaseRun::step_clear_user_hooks},
+        {"track", &CaseRun::step_track},
+        {"delete", &CaseRun::step_delete},
+        {"to_device", &CaseRun::step_to_device},
+    };
+    return handlers;
   }
 
   void run_step(const std::string& name, const json& body, const std::string& path) {
-    if (name == "build") {
-      const fixtures::Fixture& fixture = fixture_named(body.at("fixture").get<std::string>());
-      fixtures::BuildOptions options;
-      options.seed = seed_of(body);
-      options.probe = [this](const std::string& probe) { on_probe(probe); };
-      options.checkpoint = [](nn::Module& m, const nn::Args& args) { return nn::checkpoint(m, args); };
-      models_[body.at("as").get<std::string>()] = fixtures::build_module(fixture, options);
-    } else if (name == "copy") {
-      models_[body.at("as").get<std::string>()] = model(body.at("from")).deep_copy();
-    } else if (name == "input") {
-      const fixtures::Fixture& fixture = fixture_named(body.at("fixture").get<std::string>());
-      fixtures::Input input = fixtures::make_input(fixture, seed_of(body));
-      values_[body.at("as").get<std::string>()] =
-          input.kwargs.empty() && input.args.size() == 1 ? input.args.front() : nn::Value::tuple(input.args);
-      inputs_[body.at("as").get<std::string>()] = std::move(input);
-    } else if (name == "batch") {
-      run_batch(body);
-    } else if (name == "slice") {
-      const torch::Tensor& whole = value(body.at("from")).tensor();
-      const int64_t dim = body.value("dim", 0);
-      if (whole.size(dim) % world_size_ != 0) {
-        throw std::invalid_argument("slice: dimension " + std::to_string(dim) + " of size " +
-                                    std::to_string(whole.size(dim)) + " does not split into " +
-                                    std::to_string(world_size_) + " equal chunks");
-      }
-      const int64_t chunk = whole.size(dim) / world_size_;
-      values_[body.at("as").get<std::string>()] = whole.narrow(dim, rank_ * chunk, chunk).clone();
-    } else if (name == "forward") {
-      run_forward(body);
-    } else if (name == "backward") {
-      torch::Tensor loss;
-      const nn::Value& of = value(body.at("of"));
-      // `item`: only that element of a tuple/list or key of a dict.
-      const nn::Value& part = !body.contains("item") ? of
-                              : body["item"].is_string() ? of.at(body["item"].get<std::string>())
-                                                         : of.at(body["item"].get<std::int64_t>());
-      for (const auto& t : part.tensors()) loss = loss.defined() ? loss + t.sum() : t.sum();
-      if (!loss.defined()) throw std::invalid_argument("backward: the value holds no tensor");
-      loss.backward();
-    } else if (name == "mse_loss") {
-      const torch::Tensor& input = value(body.at("input")).tensor();
-      const torch::Tensor& target = value(body.at("target")).tensor();
-      values_[body.at("as").get<std::string>()] = torch::mse_loss(input, target.to(input.device()));
-    } else if (name == "load_state_dict") {
-      model(body.at("model")).load_state_dict(model(body.at("from")).state_dict());
-    } else if (name == "set_requires_gradient_sync") {
-      set_requires_gradient_sync(model(body.at("model")), body.at("value").get<bool>());
-    } else if (name == "to_device") {
-      model(body.at("model")).to(torch::Device(body.at("device").get<std::string>()));
-    } else if (name == "unshard") {
-      fully_shard::unshard(model(body.at("model")));
-    } else if (name == "reshard") {
-      fully_shard::reshard(model(body.at("model")));
-    } else if (name == "zero_grad") {
-      model(body.at("model")).zero_grad();
-    } else if (name == "sgd_step") {
-      torch::NoGradGuard no_grad;
-      const double lr = body.at("lr").get<double>();
-      for (auto& p : model(body.at("model")).parameters()) {
-        if (p.grad().defined()) p.add_(p.grad(), -lr);
-      }
-    } else if (name == "raises") {
-      json recorded = nullptr;
-      try {
-        run_steps(body.at("do"), path + ".do");
-      } catch (const StepError& e) {
-        recorded = error_json(e.failure);
-      }
-      observations_[body.at("as").get<std::string>()] = {{"kind", "error"}, {"error", recorded}};
-    } else if (name == "repeat") {
-      const int64_t times = body.at("times").get<int64_t>();
-      const int64_t outer = step_index_;
-      for (int64_t i = 0; i < times; ++i) {
-        step_index_ = i;
-        run_steps(body.at("do"), path + ".do");
-      }
-      step_index_ = outer;
-    } else if (name == "observe") {
-      run_observe(body);
-    } else if (name == "define_api") {
-      apis_[body.at("name").get<std::string>()] = make_test_api(
-          body, [this](const std::string& as, json obs) { observations_[as] = std::move(obs); });
-    } else if (name == "apply") {
-      run_apply(body);
-    } else if (name == "tracker") {
-      const std::string as = body.at("as").get<std::string>();
-      trackers_[as] = std::make_unique<tools::ModTracker>();
-      tracker_events_[as] = json::array();
-      if (body.value("record_hooks", false)) {
-        register_recording_hooks(as, {"pre_fw", "post_fw", "pre_bw", "post_bw"}, body.value("raising", json::array()));
-      }
-    } else if (name == "register_user_hooks") {
-      register_recording_hooks(body.at("tracker").get<std::string>(), body.at("hooks"));
-    } else if (name == "clear_user_hooks") {
-      tracker(body.at("tracker")).clear_user_hooks();
-    } else if (name == "track") {
-      const std::string t = body.at("tracker").get<std::string>();
-      tools::ModTracker::Scope scope(tracker(t));
-      active_trackers_.push_back(t);
-      try {
-        run_steps(body.at("do"), path + ".do");
-      } catch (...) {
-        active_trackers_.pop_back();
-        throw;
-      }
-      active_trackers_.pop_back();
-    } else if (name == "delete") {
-      // `del model`: the case drops its reference; nothing else owns the model.
-      if (!models_.erase(body.at("model").get<std::string>())) {
-        throw std::invalid_argument("no model named '" + body.at("model").get<std::string>() + "'");
-      }
-    } else {
-      throw Unsupported("step '" + name + "' is not supported by " + kName);
+    const auto& handlers = step_handlers();
+    auto it = handlers.find(name);
+    if (it == handlers.end()) throw Unsupported("step '" + name + "' is not supported by " + kName);
+    (this->*(it->second))(body, path);
+  }
+
+  void step_build(const json& body, const std::string&) {
+    const fixtures::Fixture& fixture = fixture_named(body.at("fixture").get<std::string>());
+    fixtures::BuildOptions options;
+    options.seed = seed_of(body);
+    options.probe = [this](const std::string& probe) { on_probe(probe); };
+    options.checkpoint = [](nn::Module& m, const nn::Args& args) { return nn::checkpoint(m, args); };
+    models_[body.at("as").get<std::string>()] = fixtures::build_module(fixture, options);
+  }
+
+  void step_copy(const json& body, const std::string&) {
+    models_[body.at("as").get<std::string>()] = model(body.at("from")).deep_copy();
+  }
+
+  void step_input(const json& body, const std::string&) {
+    const fixtures::Fixture& fixture = fixture_named(body.at("fixture").get<std::string>());
+    fixtures::Input input = fixtures::make_input(fixture, seed_of(body));
+    values_[body.at("as").get<std::string>()] =
+        input.kwargs.empty() && input.args.size() == 1 ? input.args.front() : nn::Value::tuple(input.args);
+    inputs_[body.at("as").get<std::string>()] = std::move(input);
+  }
+
+  void step_slice(const json& body, const std::string&) {
+    const torch::Tensor& whole = value(body.at("from")).tensor();
+    const int64_t dim = body.value("dim", 0);
+    if (whole.size(dim) % world_size_ != 0) {
+      throw std::invalid_argument("slice: dimension " + std::to_string(dim) + " of size " +
+                                  std::to_string(whole.size(dim)) + " does not split into " +
+                                  std::to_string(world_size_) + " equal chunks");
+    }
+    const int64_t chunk = whole.size(dim) / world_size_;
+    values_[body.at("as").get<std::string>()] = whole.narrow(dim, rank_ * chunk, chunk).clone();
+  }
+
+  void step_backward(const json& body, const std::string&) {
+    torch::Tensor loss;
+    const nn::Value& of = value(body.at("of"));
+    // `item`: only that element of a tuple/list or key of a dict.
+    const nn::Value& part = !body.contains("item") ? of
+                            : body["item"].is_string() ? of.at(body["item"].get<std::string>())
+                                                       : of.at(body["item"].get<std::int64_t>());
+    for (const auto& t : part.tensors()) loss = loss.defined() ? loss + t.sum() : t.sum();
+    if (!loss.defined()) throw std::invalid_argument("backward: the value holds no tensor");
+    loss.backward();
+  }
+
+  void step_mse_loss(const json& body, const std::string&) {
+    const torch::Tensor& input = value(body.at("input")).tensor();
+    const torch::Tensor& target = value(body.at("target")).tensor();
+    values_[body.at("as").get<std::string>()] = torch::mse_loss(input, target.to(input.device()));
+  }
+
+  void step_load_state_dict(const json& body, const std::string&) {
+    model(body.at("model")).load_state_dict(model(body.at("from")).state_dict());
+  }
+
+  // Methods replicate and fully_shard add to a module (builtin_apis.cpp).
+  void step_set_requires_gradient_sync(const json& body, const std::string&) {
+    set_requires_gradient_sync(model(body.at("model")), body.at("value").get<bool>());
+  }
+  void step_unshard(const json& body, const std::string&) { unshard(model(body.at("model"))); }
+  void step_reshard(const json& body, const std::string&) { reshard(model(body.at("model"))); }
+
+  void step_to_device(const json& body, const std::string&) {
+    model(body.at("model")).to(torch::Device(body.at("device").get<std::string>()));
+  }
+
+  void step_zero_grad(const json& body, const std::string&) { model(body.at("model")).zero_grad(); }
+
+  void step_sgd_step(const json& body, const std::string&) {
+    torch::NoGradGuard no_grad;
+    const double lr = body.at("lr").get<double>();
+    for (auto& p : model(body.at("model")).parameters()) {
+      if (p.grad().defined()) p.add_(p.grad(), -lr);
     }
   }
 
-  void run_batch(const json& body) {
+  void step_raises(const json& body, const std::string& path) {
+    json recorded = nullptr;
+    try {
+      run_steps(body.at("do"), path + ".do");
+    } catch (const StepError& e) {
+      recorded = error_json(e.failure);
+    }
+    observations_[body.at("as").get<std::string>()] = {{"kind", "error"}, {"error", recorded}};
+  }
+
+  void step_repeat(const json& body, const std::string& path) {
+    const int64_t times = body.at("times").get<int64_t>();
+    const int64_t outer = step_index_;
+    for (int64_t i = 0; i < times; ++i) {
+      step_index_ = i;
+      run_steps(body.at("do"), path + ".do");
+    }
+    step_index_ = outer;
+  }
+
+  void step_define_api(const json& body, const std::string&) {
+    apis_[body.at("name").get<std::string>()] = make_test_api(
+        body, [this](const std::string& as, json obs) { observations_[as] = std::move(obs); });
+  }
+
+  void step_tracker(const json& body, const std::string&) {
+    const std::string as = body.at("as").get<std::string>();
+    trackers_[as] = std::make_unique<tools::ModTracker>();
+    tracker_events_[as] = json::array();
+    if (body.value("record_hooks", false)) {
+      register_recording_hooks(as, {"pre_fw", "post_fw", "pre_bw", "post_bw"}, body.value("raising", json::array()));
+    }
+  }
+
+  void step_register_user_hooks(const json& body, const std::string&) {
+    register_recording_hooks(body.at("tracker").get<std::string>(), body.at("hooks"));
+  }
+
+  void step_clear_user_hooks(const json& body, const std::string&) { tracker(body.at("tracker")).clear_user_hooks(); }
+
+  void step_track(const json& body, const std::string& path) {
+    const std::string t = body.at("tracker").get<std::string>();
+    tools::ModTracker::Scope scope(tracker(t));
+    active_trackers_.push_back(t);
+    try {
+      run_steps(body.at("do"), path + ".do");
+    } catch (...) {
+      active_trackers_.pop_back();
+      throw;
+    }
+    active_trackers_.pop_back();
+  }
+
+  void step_delete(const json& body, const std::string&) {
+    // `del model`: the case drops its reference; nothing else owns the model.
+    if (!models_.erase(body.at("model").get<std::string>())) {
+      throw std::invalid_argument("no model named '" + body.at("model").get<std::string>() + "'");
+    }
+  }
+
+  void step_batch(const json& body, const std::string&) {
     std::vector<int64_t> shape;
     for (const auto& d : body.at("shape")) {
       shape.push_back(d == "world_size" ? world_size_ : d.get<int64_t>());
@@ -328,7 +364,7 @@ class CaseRun {
     t->register_user_hooks(pre_fw, post_fw, pre_bw, post_bw);
   }
 
-  void run_apply(const json& body) {
+  void step_apply(const json& body, const std::string&) {
     const std::string name = body.at("api").get<std::string>();
     if (!apis_.count(name) && builtin_contract(name)) {
       apply_builtin(name, body.at("to"), body.value("kwargs", json::object()),
@@ -374,7 +410,7 @@ class CaseRun {
     return out;
   }
 
-  void run_forward(const json& body) {
+  void step_forward(const json& body, const std::string&) {
     nn::Module& m = model(body.at("model"));
     nn::Args args;
     nn::Kwargs kwargs;
@@ -392,115 +428,142 @@ class CaseRun {
     if (body.contains("as")) values_[body["as"].get<std::string>()] = out;
   }
 
-  void run_observe(const json& body) {
-    const std::string as = body.at("as").get<std::string>();
-    json obs;
-    auto strings = [](const std::vector<std::string>& items) {
-      return json{{"kind", "strings"}, {"items", items}};
+  using ObserveHandler = json (CaseRun::*)(const json& ref);
+
+  // The observation kinds of spec/CASES.md and spec/contract.md; the built-in
+  // APIs' kinds (spec/replicate.md, spec/fully_shard.md) are builtin_apis.cpp's.
+  static const std::map<std::string, ObserveHandler>& observe_handlers() {
+    static const std::map<std::string, ObserveHandler> handlers = {
+        {"named_parameters", &CaseRun::observe_named_parameters},
+        {"parameter_fqns", &CaseRun::observe_parameter_fqns},
+        {"named_buffers", &CaseRun::observe_named_buffers},
+        {"buffer_fqns", &CaseRun::observe_buffer_fqns},
+        {"state_dict", &CaseRun::observe_state_dict},
+        {"state_dict_keys", &CaseRun::observe_state_dict_keys},
+        {"module_fqns", &CaseRun::observe_module_fqns},
+        {"grads", &CaseRun::observe_grads},
+        {"value", &CaseRun::observe_value_named},
+        {"probes", &CaseRun::observe_probes},
+        {"tracker_events", &CaseRun::observe_tracker_events},
+        {"tracker_state", &CaseRun::observe_tracker_state},
+        {"registry", &CaseRun::observe_registry},
+        {"registry_identity", &CaseRun::observe_registry_identity},
+        {"state_identity", &CaseRun::observe_state_identity},
+        {"state", &CaseRun::observe_state},
     };
-    auto named = [](const nn::NamedTensors& items) { return named_tensors_json(items); };
-    auto names = [](const nn::NamedTensors& items) {
-      std::vector<std::string> out;
-      for (const auto& item : items) out.push_back(item.first);
-      return out;
-    };
-    if (body.contains("named_parameters")) {
-      obs = named(model(body["named_parameters"]).named_parameters());
-    } else if (body.contains("parameter_fqns")) {
-      obs = strings(names(model(body["parameter_fqns"]).named_parameters()));
-    } else if (body.contains("named_buffers")) {
-      obs = named(model(body["named_buffers"]).named_buffers());
-    } else if (body.contains("buffer_fqns")) {
-      obs = strings(names(model(body["buffer_fqns"]).named_buffers()));
-    } else if (body.contains("state_dict")) {
-      obs = named(model(body["state_dict"]).state_dict());
-    } else if (body.contains("state_dict_keys")) {
-      obs = strings(names(model(body["state_dict_keys"]).state_dict()));
-    } else if (body.contains("module_fqns")) {
-      std::vector<std::string> out;
-      for (const auto& item : model(body["module_fqns"]).named_modules()) out.push_back(item.first);
-      obs = strings(out);
-    } else if (body.contains("parameter_shapes")) {
-      json shapes = json::object();
-      // A sharded parameter reports its global shape, as DTensor.shape does.
-      for (const auto& [fqn, t] : model(body["parameter_shapes"]).named_parameters()) {
-        auto layout = fully_shard::sharded_layout(t);
-        shapes[fqn] = layout ? layout->global_shape : t.sizes().vec();
-      }
-      obs = {{"kind", "json"}, {"value", shapes}};
-    } else if (body.contains("grads")) {
-      nn::NamedTensors grads;
-      for (const auto& [fqn, t] : model(body["grads"]).named_parameters()) {
-        if (t.grad().defined()) grads.emplace_back(fqn, t.grad());
-      }
-      obs = named(grads);
-    } else if (body.contains("value")) {
-      obs = observe_value(value(body["value"]));
-    } else if (body.contains("probes")) {
-      obs = strings(probes_);
-    } else if (body.contains("tracker_events")) {
-      tracker(body["tracker_events"]);
-      obs = {{"kind", "json"}, {"value", tracker_events_[body["tracker_events"].get<std::string>()]}};
-    } else if (body.contains("tracker_state")) {
-      tracker(body["tracker_state"]);
-      obs = {{"kind", "json"}, {"value", tracker_state(body["tracker_state"].get<std::string>())}};
-    } else if (body.contains("registry")) {
-      auto registry = composable::get_registry(*module_ref(body["registry"]));
-      json names = nullptr;
-      if (registry) {
-        names = json::array();
-        for (const auto& item : *registry) names.push_back(item.first);
-      }
-      obs = {{"kind", "json"}, {"value", names}};
-    } else if (body.contains("registry_identity")) {
-      // Per module: its registry's items as identities (numbered across all
-      // the modules), or null for a module without a registry.
-      std::vector<std::optional<composable::Registry>> registries;
-      std::vector<const void*> items;
-      for (const auto& ref : body["registry_identity"]) {
-        registries.push_back(composable::get_registry(*module_ref(ref)));
-        if (registries.back()) {
-          for (const auto& item : *registries.back()) items.push_back(item.second.get());
-        }
-      }
-      const json ids = identities(items);
-      json out = json::array();
-      std::size_t next = 0;
-      for (const auto& registry : registries) {
-        if (!registry) {
-          out.push_back(nullptr);
-          continue;
-        }
-        json list = json::array();
-        for (std::size_t j = 0; j < registry->size(); ++j) list.push_back(ids[next++]);
-        out.push_back(list);
-      }
-      obs = {{"kind", "json"}, {"value", out}};
-    } else if (body.contains("state_identity")) {
-      const json& spec = body["state_identity"];
-      const composable::Contract& api = api_named(spec.at("api"));
-      std::vector<const void*> states;
-      for (const auto& ref : spec.at("modules")) states.push_back(api.state(*module_ref(ref)).get());
-      obs = {{"kind", "json"}, {"value", identities(states)}};
-    } else if (body.contains("state")) {
-      const json& spec = body["state"];
-      auto state = api_named(spec.at("api")).state_as<DictState>(*module_ref(spec.at("module")));
-      json value = nullptr;
-      if (state) {
-        auto it = state->values.find(spec.at("key").get<std::string>());
-        if (it != state->values.end()) value = it->second;
-      }
-      obs = {{"kind", "json"}, {"value", value}};
-    } else {
-      std::string kind;
-      for (const auto& item : body.items()) {
-        if (item.key() != "as") kind = item.key();
-      }
-      auto builtin = observe_builtin(kind, body.at(kind), [this](const json& ref) { return module_ref(ref); });
-      if (!builtin) throw Unsupported("observe: unknown kind of observation in " + body.dump());
-      obs = *builtin;
+    return handlers;
+  }
+
+  void step_observe(const json& body, const std::string&) {
+    std::string kind;
+    for (const auto& item : body.items()) {
+      if (item.key() != "as") kind = item.key();
     }
-    observations_[as] = obs;
+    const json& ref = body.at(kind);
+    const auto& handlers = observe_handlers();
+    auto it = handlers.find(kind);
+    json obs;
+    if (it != handlers.end()) {
+      obs = (this->*(it->second))(ref);
+    } else if (auto builtin = observe_builtin(kind, ref, [this](const json& r) { return module_ref(r); })) {
+      obs = *builtin;
+    } else {
+      throw Unsupported("observe: unknown kind of observation in " + body.dump());
+    }
+    observations_[body.at("as").get<std::string>()] = obs;
+  }
+
+  static std::vector<std::string> names_of(const nn::NamedTensors& items) {
+    std::vector<std::string> out;
+    for (const auto& item : items) out.push_back(item.first);
+    return out;
+  }
+
+  json observe_named_parameters(const json& ref) { return named_tensors_json(model(ref).named_parameters()); }
+  json observe_parameter_fqns(const json& ref) { return strings_json(names_of(model(ref).named_parameters())); }
+  json observe_named_buffers(const json& ref) { return named_tensors_json(model(ref).named_buffers()); }
+  json observe_buffer_fqns(const json& ref) { return strings_json(names_of(model(ref).named_buffers())); }
+  json observe_state_dict(const json& ref) { return named_tensors_json(model(ref).state_dict()); }
+  json observe_state_dict_keys(const json& ref) { return strings_json(names_of(model(ref).state_dict())); }
+
+  json observe_module_fqns(const json& ref) {
+    std::vector<std::string> out;
+    for (const auto& item : model(ref).named_modules()) out.push_back(item.first);
+    return strings_json(out);
+  }
+
+  json observe_grads(const json& ref) {
+    nn::NamedTensors grads;
+    for (const auto& [fqn, t] : model(ref).named_parameters()) {
+      if (t.grad().defined()) grads.emplace_back(fqn, t.grad());
+    }
+    return named_tensors_json(grads);
+  }
+
+  json observe_value_named(const json& ref) { return observe_value(value(ref)); }
+  json observe_probes(const json&) { return strings_json(probes_); }
+
+  json observe_tracker_events(const json& ref) {
+    tracker(ref);
+    return json_value(tracker_events_[ref.get<std::string>()]);
+  }
+
+  json observe_tracker_state(const json& ref) {
+    tracker(ref);
+    return json_value(tracker_state(ref.get<std::string>()));
+  }
+
+  json observe_registry(const json& ref) {
+    auto registry = composable::get_registry(*module_ref(ref));
+    json names = nullptr;
+    if (registry) {
+      names = json::array();
+      for (const auto& item : *registry) names.push_back(item.first);
+    }
+    return json_value(names);
+  }
+
+  // Per module: its registry's items as identities (numbered across all the
+  // modules), or null for a module without a registry.
+  json observe_registry_identity(const json& refs) {
+    std::vector<std::optional<composable::Registry>> registries;
+    std::vector<const void*> items;
+    for (const auto& ref : refs) {
+      registries.push_back(composable::get_registry(*module_ref(ref)));
+      if (registries.back()) {
+        for (const auto& item : *registries.back()) items.push_back(item.second.get());
+      }
+    }
+    const json ids = identities(items);
+    json out = json::array();
+    std::size_t next = 0;
+    for (const auto& registry : registries) {
+      if (!registry) {
+        out.push_back(nullptr);
+        continue;
+      }
+      json list = json::array();
+      for (std::size_t j = 0; j < registry->size(); ++j) list.push_back(ids[next++]);
+      out.push_back(list);
+    }
+    return json_value(out);
+  }
+
+  json observe_state_identity(const json& spec) {
+    const composable::Contract& api = api_named(spec.at("api"));
+    std::vector<const void*> states;
+    for (const auto& ref : spec.at("modules")) states.push_back(api.state(*module_ref(ref)).get());
+    return json_value(identities(states));
+  }
+
+  json observe_state(const json& spec) {
+    auto state = api_named(spec.at("api")).state_as<DictState>(*module_ref(spec.at("module")));
+    json value = nullptr;
+    if (state) {
+      auto it = state->values.find(spec.at("key").get<std::string>());
+      if (it != state->values.end()) value = it->second;
+    }
+    return json_value(value);
   }
 
   json observe_value(const nn::Value& v) {
@@ -605,7 +668,7 @@ json Session::run(const json& message) {
                  {"observations", json::object()},
                  {"error", nullptr}};
   if (!serves_request()) {
-    result["error"] = {{"kind", "unsupported"}, {"phase", "build"}, {"step", ""},
+    result["error"] = {{"kind", "unsupported"}, {"step", ""},
                        {"message", std::string(kName) + " runs on backend gloo and device cpu, not " +
                                        backend_ + " and " + device_}};
     result["duration_s"] = 0.0;
@@ -616,11 +679,11 @@ json Session::run(const json& message) {
     result["error"] = run.execute();
     result["observations"] = run.observations();
   } catch (const std::exception& e) {
-    result["error"] = {{"kind", "invalid_argument"}, {"phase", "build"}, {"message", e.what()}, {"step", ""}};
+    result["error"] = {{"kind", "invalid_argument"}, {"message", e.what()}, {"step", ""}};
   }
   // Clean state between cases: nothing a case installed may outlive it.
   if (nn::global_hook_count() != 0 && result["error"].is_null()) {
-    result["error"] = {{"kind", "runtime_error"}, {"phase", "observe"},
+    result["error"] = {{"kind", "runtime_error"},
                        {"message", std::to_string(nn::global_hook_count()) +
                                        " global module hooks outlived the case"},
                        {"step", ""}};

@@ -15,7 +15,7 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-constexpr int kProtocolVersion = 1;
+constexpr int kProtocolVersion = 2;
 
 void send(const json& message) {
   std::cout << message.dump(-1, ' ', false, json::error_handler_t::replace) << '\n' << std::flush;

@@ -1,7 +1,9 @@
 """A scripted adapter for the runner's self-tests. It answers from
 FAKE_ANSWERS (JSON: {case id: {"observations": ..., "error": ...}}) and
 misbehaves on purpose when a case id contains crash, hang or garbage.
-FAKE_CAPABILITIES lists its capabilities (comma separated); FAKE_PROTOCOL
+FAKE_CAPABILITIES lists its capabilities (comma separated); FAKE_PROTOCOLS the
+protocol versions it speaks (default 2; offered another, it refuses hello with
+an error message and exits, as spec/ADAPTERS.md says); FAKE_PROTOCOL
 overrides the protocol version its hello names, FAKE_VERSION its version; FAKE_RECEIVED=PATH logs
 every message it receives to PATH.<rank>; FAKE_PIDS=PATH appends each rank's
 process id to PATH."""
@@ -24,8 +26,13 @@ def main() -> int:
                 log.write(line)
         message = json.loads(line)
         if message["type"] == "hello":
+            speaks = [int(p) for p in os.environ.get("FAKE_PROTOCOLS", "2").split(",")]
+            if message.get("protocol") not in speaks:
+                print(json.dumps({"type": "error", "message": f"protocol version {message.get('protocol')} is not "
+                                                             f"supported; this adapter speaks {speaks}"}), flush=True)
+                return 2
             caps = [c for c in os.environ.get("FAKE_CAPABILITIES", "fixtures").split(",") if c]
-            reply = {"type": "hello", "protocol": int(os.environ.get("FAKE_PROTOCOL", "1")), "name": "fake",
+            reply = {"type": "hello", "protocol": int(os.environ.get("FAKE_PROTOCOL", message["protocol"])), "name": "fake",
                      "version": os.environ.get("FAKE_VERSION", "0"), "capabilities": caps, "backends": ["gloo"], "devices": ["cpu"], "build": {},
                      "rank": rank,
                      "world_size": int(os.environ["WORLD_SIZE"])}

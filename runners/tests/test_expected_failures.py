@@ -6,6 +6,7 @@ from pathlib import Path
 
 from runners.execute import XfailEntry, apply_xfail, load_xfail
 from runners.releases import parse_releases, release_of
+from runners.results import CaseResult
 from runners.suite import ROOT, SuiteError
 from runners.tests.support import TempSuite, case, outcomes
 
@@ -111,25 +112,26 @@ class Loading(unittest.TestCase):
 
 
 class Applying(unittest.TestCase):
-    def result(self, outcome: str) -> dict:
-        return {"case": "m.ac", "world_size": 2, "outcome": outcome, "message": "", "xfail_reason": None}
+    def result(self, outcome: str) -> CaseResult:
+        return CaseResult(case="m.ac", area="m", title="", file="", source="", requirements=[], world_size=2,
+                          backend="gloo", device="cpu", rerun="", outcome=outcome)
 
     def test_only_entries_for_the_implementations_release_apply(self) -> None:
         entries = [XfailEntry("m.*", "bug in 2.6", 1, parse_releases("2.6")),
                    XfailEntry("m.ac@2", "bug everywhere", 2)]
         on_26 = self.result("fail")
         apply_xfail(on_26, entries, strict=False, version="2.6.0+debian")
-        self.assertEqual((on_26["outcome"], on_26["xfail_reason"]), ("xfail", "bug in 2.6"))
+        self.assertEqual((on_26.outcome, on_26.xfail_reason), ("xfail", "bug in 2.6"))
         on_213 = self.result("fail")
         apply_xfail(on_213, entries, strict=False, version="2.13.0+cpu")
-        self.assertEqual((on_213["outcome"], on_213["xfail_reason"]), ("xfail", "bug everywhere"))
+        self.assertEqual((on_213.outcome, on_213.xfail_reason), ("xfail", "bug everywhere"))
 
     def test_an_entry_for_other_releases_leaves_the_outcome_alone(self) -> None:
         entry = XfailEntry("m.ac", "bug in 2.6", 1, parse_releases("2.6"))
         for version in ("2.13.0+cpu", None):
             passed = self.result("pass")
             apply_xfail(passed, [entry], strict=True, version=version)
-            self.assertEqual((passed["outcome"], passed["xfail_reason"]), ("pass", None))
+            self.assertEqual((passed.outcome, passed.xfail_reason), ("pass", None))
         self.assertFalse(entry.used)
 
 

@@ -125,7 +125,7 @@ def run_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_in_adapter(steps: list[dict[str, Any]]) -> dict[str, Any]:
     """A world-size-1 adapter process with its Gloo process group, as the runner starts it."""
-    replies = adapter_lines({"type": "hello", "protocol": 1, "suite_version": "0.1.0", "backend": "gloo",
+    replies = adapter_lines({"type": "hello", "protocol": 2, "suite_version": "0.1.0", "backend": "gloo",
                              "device": "cpu"}, run_message(steps), {"type": "bye"})
     return replies[1]
 
@@ -312,7 +312,7 @@ class NewSteps(unittest.TestCase):
         self.assertEqual(obs["groups"]["value"], [[n] for n in NET_FQNS])
         self.assertEqual(obs["groups_after"]["value"], [[n] for n in NET_FQNS[2:]])
 
-    def test_model_steps_on_a_plain_module_fail_with_their_phase(self) -> None:
+    def test_model_steps_on_a_plain_module_fail_naming_their_step(self) -> None:
         result = run_steps([
             {"build": {"fixture": "Net", "as": "m"}},
             {"raises": {"as": "sync", "do": [{"set_requires_gradient_sync": {"model": "m", "value": False}}]}},
@@ -321,12 +321,13 @@ class NewSteps(unittest.TestCase):
             {"raises": {"as": "load", "do": [{"load_state_dict": {"model": "m.fc1", "from": "m"}}]}},
         ])
         obs = result["observations"]
-        self.assertEqual((obs["sync"]["error"]["kind"], obs["sync"]["error"]["phase"]), ("invalid_argument", "apply"))
-        self.assertEqual((obs["unshard"]["error"]["kind"], obs["unshard"]["error"]["phase"]),
-                         ("invalid_argument", "collective"))
+        # Protocol 2: kind, message and step; the runner derives the phase from the step.
+        self.assertEqual((obs["sync"]["error"]["kind"], obs["sync"]["error"]["step"]), ("invalid_argument", "1.do.0"))
+        self.assertEqual((obs["unshard"]["error"]["kind"], obs["unshard"]["error"]["step"]),
+                         ("invalid_argument", "2.do.0"))
         self.assertEqual(obs["api"]["error"]["kind"], "invalid_argument")
-        self.assertEqual((obs["load"]["error"]["kind"], obs["load"]["error"]["phase"]),
-                         ("runtime_error", "load_state_dict"))
+        self.assertEqual((obs["load"]["error"]["kind"], obs["load"]["error"]["step"]), ("runtime_error", "4.do.0"))
+        self.assertFalse([name for name, o in obs.items() if "phase" in o["error"]])
 
     @unittest.skipIf(torch is not None and HAS_REPLICATE, "replicate is available: the step is supported")
     def test_builtin_apis_missing_from_this_pytorch_are_unsupported(self) -> None:
@@ -337,7 +338,7 @@ class NewSteps(unittest.TestCase):
                                                               {"api": "replicate", "module": "m"}}}]}},
         ])
         obs = result["observations"]
-        self.assertEqual((obs["apply"]["error"]["kind"], obs["apply"]["error"]["phase"]), ("unsupported", "apply"))
+        self.assertEqual((obs["apply"]["error"]["kind"], obs["apply"]["error"]["step"]), ("unsupported", "1.do.0"))
         self.assertEqual(obs["managed"]["error"]["kind"], "unsupported")
 
 
@@ -456,7 +457,7 @@ class Placement(unittest.TestCase):
             self.assertEqual({t.device for t in args + list(kwargs.values()) if isinstance(t, torch.Tensor)}, {meta})
 
     def test_a_missing_backend_is_declared_not_initialized(self) -> None:
-        hello = adapter_lines({"type": "hello", "protocol": 1, "suite_version": suite_version(), "backend": "nccl",
+        hello = adapter_lines({"type": "hello", "protocol": 2, "suite_version": suite_version(), "backend": "nccl",
                                "device": "cuda"}, {"type": "bye"})[0]
         self.assertEqual(hello["type"], "hello")
         self.assertEqual("nccl" in hello["backends"], torch.cuda.is_available() and
@@ -465,7 +466,7 @@ class Placement(unittest.TestCase):
 
 
 # -- probing the build at hello (runners/adapters/pytorch/probes.py) -------------------
-HELLO = {"type": "hello", "protocol": 1, "suite_version": suite_version(), "backend": "gloo", "device": "cpu"}
+HELLO = {"type": "hello", "protocol": 2, "suite_version": suite_version(), "backend": "gloo", "device": "cpu"}
 # What Debian 13's PyTorch 2.6 (built without libuv) raises from the env:// rendezvous.
 LIBUV_MISSING = RuntimeError("use_libuv was requested but PyTorch was build without libuv support")
 # Wraps the real init_process_group of the adapter's process like such a build.

@@ -131,12 +131,62 @@ class IllFormedReplies(unittest.TestCase):
         self.assertIn("observations.x.dtype", messages["t.a_tensor"])
         self.assertIn("error.kind", messages["t.b_error"])
 
-    def test_another_protocol_version_is_an_error(self) -> None:
+    def test_a_hello_naming_another_protocol_is_an_error(self) -> None:
         suite = TempSuite([case("t.a", [{"equal": {"actual": "x", "value": 1}}])], {"t.a": OK})
-        code, output, report = suite.run("--world-sizes", "1", env={"FAKE_PROTOCOL": "2"})
+        code, output, report = suite.run("--world-sizes", "1", env={"FAKE_PROTOCOL": "3"})
         self.assertEqual(outcomes(report), {"t.a@1": "error"}, output)
-        self.assertIn("speaks protocol 2", report["results"][0]["message"])
+        self.assertIn("speaks protocol 3; it was offered 2", report["results"][0]["message"])
         self.assertEqual(code, 1)
+
+    def test_an_adapter_that_refuses_every_protocol_is_an_error_naming_each_refusal(self) -> None:
+        suite = TempSuite([case("t.a", [{"equal": {"actual": "x", "value": 1}}])], {"t.a": OK})
+        code, output, report = suite.run("--world-sizes", "1", env={"FAKE_PROTOCOLS": "7"})
+        self.assertEqual(outcomes(report), {"t.a@1": "error"}, output)
+        message = report["results"][0]["message"]
+        self.assertIn("refused hello (protocol 2): protocol version 2 is not supported", message)
+        self.assertIn("refused hello (protocol 1): protocol version 1 is not supported", message)
+
+
+class Protocols(unittest.TestCase):
+    """Protocol 2: the case reaches the adapter without what the runner judges, and
+    the runner derives every error's phase; protocol 1 adapters still work."""
+    STEPS = [{"batch": {"as": "a", "shape": [2]}}, {"batch": {"as": "b", "shape": [2]}},
+             {"raises": {"as": "err", "do": [{"mse_loss": {"input": "a", "target": "b", "as": "l"}}]}},
+             {"observe": {"as": "x", "value": "a"}}]
+    # Protocol 1 sent phases: this one is wrong on purpose, and the runner replaces it.
+    RAISED = {"observations": {"x": {"kind": "json", "value": 1},
+                               "err": {"kind": "error", "error": {"kind": "runtime_error", "phase": "apply",
+                                                                  "message": "boom", "step": "2.do.0"}}}}
+
+    def run_with(self, protocols: str) -> tuple[str, dict, list]:
+        expect = [{"equal": {"actual": "x", "value": 1}},
+                  {"error": {"actual": "err", "kind": "runtime_error", "phase": "forward", "message": "boom"}}]
+        suite = TempSuite([case("t.p", expect, steps=self.STEPS, tolerance={"atol": 0.5})], {"t.p": self.RAISED})
+        log = suite.dir / "received"
+        code, output, report = suite.run("--world-sizes", "1", env={"FAKE_PROTOCOLS": protocols,
+                                                                    "FAKE_RECEIVED": str(log)})
+        self.assertEqual(outcomes(report), {"t.p@1": "pass"}, output)
+        self.assertEqual(code, 0)
+        return output, report, [json.loads(line) for line in Path(f"{log}.0").read_text().splitlines()]
+
+    def test_protocol_2_sends_no_expectations_and_derives_phases(self) -> None:
+        output, report, messages = self.run_with("2")
+        hello, run = messages[0], messages[-2]
+        self.assertEqual(hello["protocol"], 2)
+        self.assertNotIn("expect", run["case"])
+        self.assertNotIn("tolerance", run["case"])
+        self.assertEqual(run["case"]["steps"], self.STEPS)
+        self.assertEqual(report["implementation"]["protocol"], 2)
+        self.assertNotIn("deprecated", output)
+
+    def test_a_protocol_1_adapter_is_offered_protocol_1_and_warned_about(self) -> None:
+        output, report, messages = self.run_with("1")
+        hellos = [m for m in messages if m["type"] == "hello"]
+        self.assertEqual([h["protocol"] for h in hellos], [2, 1])  # the first process refused 2; a fresh one took 1
+        run = next(m for m in messages if m["type"] == "run")
+        self.assertEqual(run["case"]["expect"][0], {"equal": {"actual": "x", "value": 1}})
+        self.assertEqual(report["implementation"]["protocol"], 1)
+        self.assertIn("the adapter speaks protocol 1, which is deprecated", output)
 
 
 if __name__ == "__main__":

@@ -56,8 +56,10 @@ class Faults(unittest.TestCase):
         self.assertEqual(outcomes(report), {"t.u@1": "unsupported"})
 
     def test_unexpected_error_fails_with_its_message(self) -> None:
-        answers = {"t.e": {"error": {"kind": "runtime_error", "phase": "forward", "message": "boom", "step": "2"}}}
-        suite = TempSuite([case("t.e", [{"equal": {"actual": "x", "value": 1}}])], answers)
+        answers = {"t.e": {"error": {"kind": "runtime_error", "message": "boom", "step": "2"}}}
+        steps = [{"batch": {"as": "a", "shape": [2]}}, {"batch": {"as": "b", "shape": [2]}},
+                 {"mse_loss": {"input": "a", "target": "b", "as": "l"}}, {"observe": {"as": "x", "value": "l"}}]
+        suite = TempSuite([case("t.e", [{"equal": {"actual": "x", "value": 1}}], steps=steps)], answers)
         code, output, report = suite.run("--world-sizes", "1")
         self.assertEqual(outcomes(report), {"t.e@1": "fail"})
         self.assertIn("rank 0 raised runtime_error in forward (step 2): boom", output)

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-PROTOCOL = 1
+PROTOCOL = 2
 
 
 def send(message: dict[str, Any]) -> None:

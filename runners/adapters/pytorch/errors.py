@@ -27,8 +27,9 @@ def kind_of(error: BaseException) -> str:
     return "runtime_error"
 
 
-def error_json(error: BaseException, phase: str, step: str) -> dict[str, Any]:
+def error_json(error: BaseException, step: str) -> dict[str, Any]:
+    """Protocol 2's error: kind, message and the failing step's path; the runner derives the phase."""
     message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     if isinstance(error, KeyError):
         message = f"KeyError: {message!r}"
-    return {"kind": kind_of(error), "phase": phase, "message": str(message), "step": step}
+    return {"kind": kind_of(error), "message": str(message), "step": step}

@@ -13,13 +13,6 @@ from . import composable as cp
 from . import fixtures as fx
 from .errors import Unsupported, error_json
 
-# unshard all-gathers and reshard ends what it started: both count as the collective phase.
-PHASES = {"forward": "forward", "mse_loss": "forward", "backward": "backward", "sgd_step": "optimizer",
-          "zero_grad": "optimizer", "apply": "apply", "set_requires_gradient_sync": "apply",
-          "unshard": "collective", "reshard": "collective", "load_state_dict": "load_state_dict",
-          "tracker": "tracker", "track": "tracker", "register_user_hooks": "tracker", "clear_user_hooks": "tracker"}
-# Observations that read a state_dict fail in the state_dict phase.
-STATE_DICT_OBSERVATIONS = ("state_dict", "state_dict_keys", "state_dict_layout")
 
 
 def capabilities() -> list[str]:
@@ -98,10 +91,7 @@ class CaseRun:
             except BaseException as e:  # noqa: BLE001 - every error is reported, none lost
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     raise
-                phase = PHASES.get(name, "build")
-                if name == "observe":
-                    phase = "state_dict" if any(k in body for k in STATE_DICT_OBSERVATIONS) else "observe"
-                raise StepError(error_json(e, phase, step_path)) from None
+                raise StepError(error_json(e, step_path)) from None
 
     def unknown(self, name: str):
         def fail(body: Any, path: str) -> None:
@@ -181,11 +171,7 @@ class CaseRun:
         self.values[body["as"]] = torch.nn.functional.mse_loss(self.values[body["input"]], self.values[body["target"]])
 
     def step_load_state_dict(self, body: dict[str, Any], path: str) -> None:
-        try:
-            state = self.module(body["from"]).state_dict()
-        except Exception as e:  # noqa: BLE001 - saving failed, not loading
-            raise StepError(error_json(e, "state_dict", path)) from None
-        self.module(body["model"]).load_state_dict(state)
+        self.module(body["model"]).load_state_dict(self.module(body["from"]).state_dict())
 
     def step_to_device(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).to(torch.device(body["device"]))
