@@ -132,10 +132,12 @@ class RankGroup:
                 r.process.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-            for stream in (r.process.stdin, r.process.stdout):
+            if r.stderr_reader is not None:  # it reads to the end the exit gave its pipe
+                r.stderr_reader.join(1.0)
+            for stream in (r.process.stdin, r.process.stdout, r.process.stderr):
                 try:
                     stream.close()
-                except OSError:
+                except (OSError, ValueError):
                     pass
         self.ranks = []
 

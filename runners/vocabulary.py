@@ -3,8 +3,8 @@
 The schema annotates, with the `x-ccts` keyword (an annotation JSON Schema
 validators ignore):
 - each step (`$defs/step/properties/<name>`) and observation kind
-  (`.../observe/properties/<kind>`): the `phase` its errors are reported in and
-  the capabilities it `needs` beyond `fixtures`;
+  (`.../observe/properties/<kind>`): the `phase` its errors are reported in,
+  the capabilities it `needs` beyond `fixtures`, and an `example` program;
 - each shared name definition (`$defs/model`, `$defs/new_value`, ...): what a
   field of that type `references` or `defines`.
 `validate`, the runner's phase of an error, the fixtures a case is sent with
@@ -26,10 +26,12 @@ NAME_KINDS = ("model", "parameter", "value", "tracker", "fixture", "api", "obser
 
 @dataclass(frozen=True)
 class Term:
-    """A step or an observation kind: its phase, capabilities, and its body's schema."""
+    """A step or an observation kind: its phase, capabilities, a program that
+    ends with it (every adapter must run it), and its body's schema."""
     name: str
     phase: str
     needs: tuple[str, ...]
+    example: list[Any] = field(repr=False, compare=False)
     schema: dict[str, Any] = field(repr=False, compare=False)
 
     def fields(self) -> list[str]:
@@ -61,7 +63,7 @@ class Vocabulary:
     @staticmethod
     def _term(name: str, schema: dict[str, Any], default_phase: str) -> Term:
         x = schema.get(ANNOTATION, {})
-        return Term(name, x.get("phase", default_phase), tuple(x.get("needs", ())), schema)
+        return Term(name, x.get("phase", default_phase), tuple(x.get("needs", ())), x.get("example", []), schema)
 
     # -- what a step is ---------------------------------------------------
     def observation_kind(self, body: dict[str, Any]) -> str | None:
@@ -76,6 +78,13 @@ class Vocabulary:
                 return self.observations[kind].phase
         term = self.steps.get(step)
         return term.phase if term else "build"
+
+    def program_needs(self, steps: Any) -> set[str]:
+        """Every capability a list of steps needs (nested steps included), `fixtures` always."""
+        needed = {"fixtures"}
+        for _, name, body in walk_steps(steps):
+            needed |= self.needs(name, body)
+        return needed
 
     def needs(self, step: str, body: Any) -> set[str]:
         """Capabilities one step needs: its own, its observation kind's, a built-in API's."""
