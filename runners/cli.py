@@ -139,12 +139,12 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what:
-        from . import bench_apis
-        return bench_apis.main(args)
-    from . import bench
+        from .benchmarks import apis
+        return apis.main(args)
+    from .benchmarks import sessions
     if args.world_sizes is None:
         args.world_sizes = [1, 2, 4]
-    return bench.main(args)
+    return sessions.main(args)
 
 
 BENCH_EPILOG = """\

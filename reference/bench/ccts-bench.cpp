@@ -1,5 +1,5 @@
 // ccts-bench: one rank of `./ccts bench replicate | fully_shard`
-// (runners/bench_apis.py starts one per rank and reads what it prints).
+// (runners/benchmarks/apis.py starts one per rank and reads what it prints).
 //
 // Started with torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT). Builds a fixture (default BenchMLP, fixtures/bench.yaml) with
@@ -10,7 +10,7 @@
 // mmapped for the whole run, which slows every step a little), steps without
 // gradient synchronisation (--nosync-steps: compute only) and bare
 // all-reduces (--allreduce-probe). Prints one JSON line on stdout;
-// runners/bench_ddp.py is its PyTorch twin and prints the same fields.
+// runners/benchmarks/pytorch_baseline.py is its PyTorch twin and prints the same fields.
 #include <malloc.h>
 #include <sys/resource.h>
 
@@ -335,7 +335,7 @@ int run(const Options& o) {
               {"memory", memory}};
   std::cout << out.dump() << std::endl;
   // No process-group teardown: Gloo's can spin when the peers leave at
-  // different moments (seen on bench_ddp.py's side). Every collective is done.
+  // different moments (seen on pytorch_baseline.py's side). Every collective is done.
   std::_Exit(0);
 }
 

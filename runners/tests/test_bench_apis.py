@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runners import cli
 from ccts_common import portable_values as pv
-from runners.bench_apis import bench_binary
+from runners.benchmarks.apis import bench_binary
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -23,12 +23,12 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 @unittest.skipUnless(HAS_TORCH, "PyTorch is not installed")
 class FastGeneratorTest(unittest.TestCase):
     def test_matches_portable_values(self) -> None:
-        from runners import bench_ddp
+        from runners.benchmarks import pytorch_baseline
         for seed, name, n in ((0, "0.weight", 1000), (7, "input:0", 129), (1 << 40, "bench:target", 3)):
             stream = pv.fnv1a64(name)
-            self.assertEqual(bench_ddp.fast_uniform([n], -0.5, 0.25, seed, stream),
+            self.assertEqual(pytorch_baseline.fast_uniform([n], -0.5, 0.25, seed, stream),
                              pv.uniform([n], -0.5, 0.25, seed, stream))
-            self.assertEqual(bench_ddp.fast_normal([n], seed, stream), pv.normal([n], seed, stream))
+            self.assertEqual(pytorch_baseline.fast_normal([n], seed, stream), pv.normal([n], seed, stream))
 
 
 @unittest.skipUnless(HAS_TORCH, "PyTorch is not installed")

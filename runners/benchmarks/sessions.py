@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from .execute import RunOptions, Runner, default_adapter
-from .session import RankGroup
-from .suite import Suite, resolved_fixtures, suite_from
+from ..execute import RunOptions, Runner, default_adapter
+from ..session import RankGroup
+from ..suite import Suite, resolved_fixtures, suite_from
 
 
 def main(args: argparse.Namespace) -> int:

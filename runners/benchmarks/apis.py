@@ -2,7 +2,7 @@
 reference's composable APIs, each against a baseline measured in the same run.
 
 replicate    the reference's replicate (reference/bench/ccts-bench.cpp, C++)
-             against PyTorch's DistributedDataParallel (runners/bench_ddp.py),
+             against PyTorch's DistributedDataParallel (runners/benchmarks/pytorch_baseline.py),
              same fixture values, batches, loss, optimizer, threads and Gloo.
 fully_shard  at each world size: per-rank parameter bytes after fully_shard
              against the shard rule, the peak RSS of one step, and step time
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .session import free_port
-from .suite import ROOT
+from ..session import free_port
+from ..suite import ROOT
 
 REPLICATE_TARGET = 0.9
 SMOKE_FIXTURE = "BenchMLPSmoke"
@@ -152,7 +152,7 @@ class Plan:
         return [str(bench_binary()), "--api", api, *self.common(), *extra]
 
     def ddp(self, *extra: str) -> list[str]:
-        return [self.ddp_python, "-m", "runners.bench_ddp", *self.common(), *extra]
+        return [self.ddp_python, "-m", "runners.benchmarks.pytorch_baseline", *self.common(), *extra]
 
 
 def plan_from(args: argparse.Namespace) -> Plan:

@@ -6,7 +6,7 @@ the portable generator's target, backward, SGD step. Prints one JSON line with
 the same fields as ccts-bench.
 
 Run per rank with torchrun's environment:
-    .venv/bin/python -m runners.bench_ddp --warmup 2 --steps 8 --threads 1
+    .venv/bin/python -m runners.benchmarks.pytorch_baseline --warmup 2 --steps 8 --threads 1
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ccts_common import portable_values as pv
 
-from .adapters.pytorch import fixtures as builder
-from .suite import ROOT, load_fixtures
+from ..adapters.pytorch import fixtures as builder
+from ..suite import ROOT, load_fixtures
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m runners.bench_ddp", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python3 -m runners.benchmarks.pytorch_baseline", description=__doc__.splitlines()[0])
     p.add_argument("--fixtures", default=str(ROOT / "fixtures"))
     p.add_argument("--fixture", default="BenchMLP")
     p.add_argument("--warmup", type=int, default=3)
