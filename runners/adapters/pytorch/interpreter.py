@@ -197,73 +197,95 @@ class CaseRun:
     # -- observations ------------------------------------------------------
     def step_observe(self, body: dict[str, Any], path: str) -> None:
         (kind, ref), = ((k, v) for k, v in body.items() if k != "as")
-        named = lambda items: {"kind": "named_tensors", "items": [[n, encode(t)] for n, t in items]}  # noqa: E731
-        strings = lambda items: {"kind": "strings", "items": list(items)}  # noqa: E731
-        as_json = lambda value: {"kind": "json", "value": value}  # noqa: E731
-        if kind == "value":
-            obs = observe_value(self.values[ref])
-        elif kind == "probes":
-            obs = strings(self.probes)
-        elif kind in ("tracker_events", "tracker_state"):
-            obs = as_json(self.events[ref] if kind == "tracker_events" else self.tracker_state(ref))
-        elif kind == "state_identity":
-            api = self.api(ref["api"])
-            obs = as_json(identities([api.state(self.module(m)) for m in ref["modules"]]))
-        elif kind == "state":
-            state = self.api(ref["api"]).state(self.module(ref["module"]))
-            obs = as_json(None if state is None else getattr(state, ref["key"], None))
-        elif kind == "registry":
-            registry = cp.get_registry(self.module(ref))
-            obs = as_json(None if registry is None else list(registry))
-        elif kind == "registry_identity":
-            registries = [cp.get_registry(self.module(m)) for m in ref]
-            flat = identities([item for r in registries if r is not None for item in r.values()])
-            out, k = [], 0
-            for r in registries:
-                if r is None:
-                    out.append(None)
-                else:
-                    out.append(flat[k:k + len(r)])
-                    k += len(r)
-            obs = as_json(out)
-        elif kind == "managed_parameters":
-            obs = observe_managed(ref["api"], self.module(ref["module"]))
-        else:
-            model = self.module(ref)
-            if kind == "named_parameters":
-                obs = named(model.named_parameters())
-            elif kind == "parameter_fqns":
-                obs = strings(n for n, _ in model.named_parameters())
-            elif kind == "named_buffers":
-                obs = named(model.named_buffers())
-            elif kind == "buffer_fqns":
-                obs = strings(n for n, _ in model.named_buffers())
-            elif kind == "state_dict":
-                obs = named(model.state_dict().items())
-            elif kind == "state_dict_keys":
-                obs = strings(model.state_dict().keys())
-            elif kind == "module_fqns":
-                obs = strings(n for n, _ in model.named_modules())
-            elif kind == "parameter_shapes":
-                obs = as_json({n: list(p.shape) for n, p in model.named_parameters()})
-            elif kind == "grads":
-                obs = named((n, p.grad) for n, p in model.named_parameters() if p.grad is not None)
-            elif kind == "type_name":
-                obs = as_json(type(model).__name__)
-            elif kind == "replicate_device_ids":
-                obs = as_json(cp.replicate_device_ids(model))
-            elif kind == "grad_storage_groups":
-                obs = as_json(cp.grad_storage_groups(model))
-            elif kind == "parameter_layout":
-                obs = as_json({n: cp.tensor_layout(p) for n, p in model.named_parameters()})
-            elif kind == "state_dict_layout":
-                obs = as_json({k: cp.tensor_layout(v) for k, v in model.state_dict().items()})
-            elif kind == "full_parameters":
-                with torch.no_grad():
-                    obs = named([(n, cp.full_tensor(p)) for n, p in model.named_parameters()])
+        handler = getattr(self, "observe_" + kind, None)
+        if handler is None:
+            raise Unsupported(f"observe: unknown kind '{kind}'")
+        self.observations[body["as"]] = handler(ref)
+
+    def observe_named_parameters(self, ref: str) -> dict[str, Any]:
+        return named(self.module(ref).named_parameters())
+
+    def observe_parameter_fqns(self, ref: str) -> dict[str, Any]:
+        return strings(n for n, _ in self.module(ref).named_parameters())
+
+    def observe_named_buffers(self, ref: str) -> dict[str, Any]:
+        return named(self.module(ref).named_buffers())
+
+    def observe_buffer_fqns(self, ref: str) -> dict[str, Any]:
+        return strings(n for n, _ in self.module(ref).named_buffers())
+
+    def observe_state_dict(self, ref: str) -> dict[str, Any]:
+        return named(self.module(ref).state_dict().items())
+
+    def observe_state_dict_keys(self, ref: str) -> dict[str, Any]:
+        return strings(self.module(ref).state_dict().keys())
+
+    def observe_module_fqns(self, ref: str) -> dict[str, Any]:
+        return strings(n for n, _ in self.module(ref).named_modules())
+
+    def observe_parameter_shapes(self, ref: str) -> dict[str, Any]:
+        return as_json({n: list(p.shape) for n, p in self.module(ref).named_parameters()})
+
+    def observe_grads(self, ref: str) -> dict[str, Any]:
+        return named((n, p.grad) for n, p in self.module(ref).named_parameters() if p.grad is not None)
+
+    def observe_value(self, ref: str) -> dict[str, Any]:
+        return observe_value(self.values[ref])
+
+    def observe_probes(self, ref: Any) -> dict[str, Any]:
+        return strings(self.probes)
+
+    def observe_tracker_events(self, ref: str) -> dict[str, Any]:
+        return as_json(self.events[ref])
+
+    def observe_tracker_state(self, ref: str) -> dict[str, Any]:
+        return as_json(self.tracker_state(ref))
+
+    def observe_registry(self, ref: str) -> dict[str, Any]:
+        registry = cp.get_registry(self.module(ref))
+        return as_json(None if registry is None else list(registry))
+
+    def observe_registry_identity(self, refs: list[str]) -> dict[str, Any]:
+        registries = [cp.get_registry(self.module(m)) for m in refs]
+        flat = identities([item for r in registries if r is not None for item in r.values()])
+        out, k = [], 0
+        for r in registries:
+            if r is None:
+                out.append(None)
             else:
-                raise Unsupported(f"observe: unknown kind '{kind}'")
-        self.observations[body["as"]] = obs
+                out.append(flat[k:k + len(r)])
+                k += len(r)
+        return as_json(out)
+
+    def observe_state_identity(self, ref: dict[str, Any]) -> dict[str, Any]:
+        api = self.api(ref["api"])
+        return as_json(identities([api.state(self.module(m)) for m in ref["modules"]]))
+
+    def observe_state(self, ref: dict[str, Any]) -> dict[str, Any]:
+        state = self.api(ref["api"]).state(self.module(ref["module"]))
+        return as_json(None if state is None else getattr(state, ref["key"], None))
+
+    def observe_type_name(self, ref: str) -> dict[str, Any]:
+        return as_json(type(self.module(ref)).__name__)
+
+    def observe_replicate_device_ids(self, ref: str) -> dict[str, Any]:
+        return as_json(cp.replicate_device_ids(self.module(ref)))
+
+    def observe_grad_storage_groups(self, ref: str) -> dict[str, Any]:
+        return as_json(cp.grad_storage_groups(self.module(ref)))
+
+    def observe_parameter_layout(self, ref: str) -> dict[str, Any]:
+        return as_json({n: cp.tensor_layout(p) for n, p in self.module(ref).named_parameters()})
+
+    def observe_state_dict_layout(self, ref: str) -> dict[str, Any]:
+        return as_json({k: cp.tensor_layout(v) for k, v in self.module(ref).state_dict().items()})
+
+    def observe_full_parameters(self, ref: str) -> dict[str, Any]:
+        with torch.no_grad():
+            return named([(n, cp.full_tensor(p)) for n, p in self.module(ref).named_parameters()])
+
+    def observe_managed_parameters(self, ref: dict[str, Any]) -> dict[str, Any]:
+        return observe_managed(ref["api"], self.module(ref["module"]))
 
     def module(self, ref: str) -> nn.Module:
         head, _, rest = ref.partition(".")
@@ -368,6 +390,18 @@ class CaseRun:
         self.module(body["model"]).reshard()
 
 
+def named(items: Any) -> dict[str, Any]:
+    return {"kind": "named_tensors", "items": [[n, encode(t)] for n, t in items]}
+
+
+def strings(items: Any) -> dict[str, Any]:
+    return {"kind": "strings", "items": list(items)}
+
+
+def as_json(value: Any) -> dict[str, Any]:
+    return {"kind": "json", "value": value}
+
+
 def flatten(value: Any) -> list:
     if isinstance(value, dict):
         return [x for v in value.values() for x in flatten(v)]
@@ -416,10 +450,10 @@ def observe_value(value: Any) -> dict[str, Any]:
 
 def observe_managed(api: str, module: nn.Module) -> dict[str, Any]:
     if api == "replicate":
-        return {"kind": "strings", "items": cp.replicate_managed(module)}
+        return strings(cp.replicate_managed(module))
     if api == "fully_shard":
         names = cp.fully_shard_managed(module)
-        return {"kind": "json", "value": None} if names is None else {"kind": "strings", "items": names}
+        return as_json(None) if names is None else strings(names)
     raise ValueError(f"managed_parameters: api must be replicate or fully_shard, not '{api}'")
 
 
