@@ -30,15 +30,19 @@ nn::Value python_value(const json& v) {
   throw std::invalid_argument("apply.kwargs: cannot pass " + v.dump());
 }
 
-// `model.<path>.<name>`: a parameter of a module.
+// `model.<path>.<name>`: a parameter of a module, looked up as PyTorch's
+// get_parameter does, with its AttributeError texts (FIXTURES-REF-001).
 torch::Tensor parameter_ref(const json& ref, const ModuleRef& module_ref) {
   const std::string text = ref.get<std::string>();
   const std::size_t dot = text.rfind('.');
   if (dot == std::string::npos) throw std::invalid_argument("'" + text + "' is not a parameter reference (model.<path>.<name>)");
   auto module = module_ref(json(text.substr(0, dot)));
   const std::string name = text.substr(dot + 1);
-  if (!module->has_parameter(name)) throw std::invalid_argument("'" + text + "' names no parameter");
-  return module->parameter(name);
+  if (module->has_parameter(name)) return module->parameter(name);
+  if (module->has_child(name) || module->has_buffer(name) || module->has_attribute(name)) {
+    throw std::invalid_argument("`" + name + "` is not an nn.Parameter");
+  }
+  throw std::invalid_argument(module->type_name() + " has no attribute `" + name + "`");
 }
 
 void check_kwargs(const json& kwargs, std::initializer_list<const char*> known, const std::string& api) {

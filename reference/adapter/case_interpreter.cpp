@@ -293,7 +293,9 @@ class CaseRun {
     values_[as] = t;
   }
 
-  // `m` or `m.<dotted path>`: a model of the case or one of its submodules.
+  // `m` or `m.<dotted path>`: a model of the case or one of its submodules,
+  // looked up as PyTorch's get_submodule does, with its AttributeError texts
+  // (FIXTURES-REF-001; the kind is invalid_argument, as for AttributeError).
   std::shared_ptr<nn::Module> module_ref(const json& ref) {
     const std::string text = ref.get<std::string>();
     const std::size_t dot = text.find('.');
@@ -302,7 +304,14 @@ class CaseRun {
     std::shared_ptr<nn::Module> module = it->second;
     for (std::size_t start = dot; start != std::string::npos;) {
       const std::size_t next = text.find('.', start + 1);
-      module = module->child(text.substr(start + 1, next == std::string::npos ? std::string::npos : next - start - 1));
+      const std::string atom = text.substr(start + 1, next == std::string::npos ? std::string::npos : next - start - 1);
+      if (!module->has_child(atom)) {
+        if (module->has_parameter(atom) || module->has_buffer(atom) || module->has_attribute(atom)) {
+          throw std::invalid_argument("`" + atom + "` is not an nn.Module");
+        }
+        throw std::invalid_argument(module->type_name() + " has no attribute `" + atom + "`");
+      }
+      module = module->child(atom);
       start = next;
     }
     return module;

@@ -25,6 +25,8 @@ MUTANTS = {
     "parents_not_reset": ("mod_tracker", {"mod_tracker.backward.reset_clears_unfinished_modules"}),
     "pre_fw_before_append": ("mod_tracker", {"mod_tracker.hooks.user_hooks_order",
                                              "mod_tracker.ac.recompute_inside_backward"}),
+    "hooks_kept_on_reregister": ("mod_tracker", {"mod_tracker.hooks.reregister_assigns_every_kind",
+                                                 "mod_tracker.hooks.rejected_call_keeps_earlier_kinds"}),
     "grad_sum": ("replicate", {"replicate.parity.single_module", "replicate.parity.multi_module",
                                "replicate.parity.with_kwargs", "replicate.sync.accumulate_then_sync"}),
     "replicate_no_broadcast": ("replicate", {"replicate.init.broadcast_from_rank0"}),

@@ -3,7 +3,8 @@
 // with CCTS_MUTANT=<name> in the environment, the reference misbehaves in
 // that one way, and the conformance cases must catch it. Unset, nothing
 // changes. Names: no_fqn_check, state_not_shared, no_once_check,
-// parents_not_reset, pre_fw_before_append (contract, ModTracker); grad_sum
+// parents_not_reset, pre_fw_before_append, hooks_kept_on_reregister
+// (contract, ModTracker); grad_sum
 // (replicate and fully_shard sum gradients instead of averaging),
 // replicate_no_broadcast, replicate_syncs_ignored, replicate_no_rebuild
 // (buckets never rebuilt), replicate_wraps (a

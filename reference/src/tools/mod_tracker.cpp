@@ -97,13 +97,15 @@ std::optional<std::string> ModTracker::get_known_fqn(const nn::Module* module) c
 
 void ModTracker::register_user_hooks(ForwardHook pre_fw, ForwardHook post_fw, BackwardHook pre_bw,
                                      BackwardHook post_bw) {
+  // MODTRACKER-HOOKS-002: like PyTorch's set_hook, each kind in turn is
+  // checked, then assigned what was passed, an empty hook included.
   auto set_hook = [](auto& slot, auto& hook, const char* name) {
     if (hook && slot) {
       throw AssertionError(std::string("Only one ") + name +
                            " can be registered at a time Clear the existing hook by calling "
                            "``clear_user_hooks`` before registering a new one");
     }
-    if (hook) slot = std::move(hook);
+    if (hook || !mutant("hooks_kept_on_reregister")) slot = std::move(hook);
   };
   set_hook(state_->user_pre_fw, pre_fw, "pre_fw_hook");
   set_hook(state_->user_post_fw, post_fw, "post_fw_hook");

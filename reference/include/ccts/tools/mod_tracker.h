@@ -33,7 +33,8 @@ class ModTracker {
   std::optional<std::string> get_known_fqn(const nn::Module* module) const;
 
   // One hook of each kind at a time (PyTorch's AssertionError otherwise);
-  // an empty function leaves that kind as it is.
+  // every kind is assigned what is passed, so an empty function clears that
+  // kind (MODTRACKER-HOOKS-002).
   void register_user_hooks(ForwardHook pre_fw, ForwardHook post_fw, BackwardHook pre_bw,
                            BackwardHook post_bw);
   void clear_user_hooks();
