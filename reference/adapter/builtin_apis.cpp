@@ -92,6 +92,12 @@ const composable::Contract* builtin_contract(const std::string& name) {
   return nullptr;
 }
 
+std::string builtin_state_class(const std::string& api) {
+  if (api == "replicate") return "_ReplicateState";
+  if (api == "fully_shard") return "FSDPState";
+  throw std::invalid_argument("no API named '" + api + "'");
+}
+
 void apply_builtin(const std::string& api, const json& to, const json& kwargs, const ModuleRef& module_ref) {
   if (api == "replicate") {
     check_kwargs(kwargs, {"ignored_modules", "device_id", "bucket_cap_mb", "gradient_as_bucket_view"}, api);

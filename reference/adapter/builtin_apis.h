@@ -21,6 +21,9 @@ using ModuleRef = std::function<std::shared_ptr<nn::Module>(const json&)>;
 // The contract of a built-in API by name, or nullptr.
 const composable::Contract* builtin_contract(const std::string& name);
 
+// The class name of a built-in API's state (`_ReplicateState`, `FSDPState`).
+std::string builtin_state_class(const std::string& api);
+
 // apply: {api: replicate | fully_shard, to, kwargs}.
 void apply_builtin(const std::string& api, const json& to, const json& kwargs, const ModuleRef& module_ref);
 

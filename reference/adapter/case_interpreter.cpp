@@ -459,6 +459,7 @@ class CaseRun {
         {"registry_identity", &CaseRun::observe_registry_identity},
         {"state_identity", &CaseRun::observe_state_identity},
         {"state", &CaseRun::observe_state},
+        {"state_type", &CaseRun::observe_state_type},
     };
     return handlers;
   }
@@ -563,6 +564,15 @@ class CaseRun {
     std::vector<const void*> states;
     for (const auto& ref : spec.at("modules")) states.push_back(api.state(*module_ref(ref)).get());
     return json_value(identities(states));
+  }
+
+  // type(api.state(module)).__name__: a test API's state class, or a built-in API's.
+  json observe_state_type(const json& spec) {
+    const composable::Contract& api = api_named(spec.at("api"));
+    auto state = api.state(*module_ref(spec.at("module")));
+    if (!state) return json_value(nullptr);
+    if (auto dict = std::dynamic_pointer_cast<DictState>(state)) return json_value(dict->class_name);
+    return json_value(builtin_state_class(spec.at("api").get<std::string>()));
   }
 
   json observe_state(const json& spec) {

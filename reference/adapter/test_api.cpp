@@ -56,7 +56,9 @@ void add_identity_hooks(nn::Module& module, const json& kinds) {
 
 std::shared_ptr<composable::Contract> make_test_api(const json& definition,
                                    std::function<void(const std::string&, json)> record) {
-  const std::string name = definition.at("name").get<std::string>();
+  // The function's name is the API's name in registries and messages.
+  const std::string name = definition.value("function_name", definition.at("name").get<std::string>());
+  const std::string state_class = definition.value("state_class", "_State");
   const json actions = definition.value("do", json::array());
   const std::string returns = definition.value("returns", "input");
   // The API body; `self` lets actions reach the API's own state (api.state(module)).
@@ -113,13 +115,18 @@ std::shared_ptr<composable::Contract> make_test_api(const json& definition,
     if (returns == "none") return std::nullopt;
     if (returns == "input") return composable::Contract::Returned{input, is_list};
     if (returns == "first") return composable::Contract::Returned{{input.front()}, false};
+    if (returns == "shorter") {
+      if (!is_list) throw std::invalid_argument("define_api.returns: shorter takes a list of modules");
+      return composable::Contract::Returned{composable::Modules(input.begin(), input.end() - 1), true};
+    }
     if (returns == "wrapper") {
       if (is_list) throw std::invalid_argument("define_api.returns: wrapper takes a single module");
       return composable::Contract::Returned{{std::make_shared<ModelWrapper>(input.front())}, false};
     }
-    throw std::invalid_argument("define_api.returns: expected input, none, first or wrapper, got '" + returns + "'");
+    throw std::invalid_argument("define_api.returns: expected input, none, first, wrapper or shorter, got '" + returns + "'");
   };
-  auto contract = std::make_shared<composable::Contract>(name, body, [] { return std::make_shared<DictState>(); });
+  auto contract = std::make_shared<composable::Contract>(
+      name, body, [state_class] { return std::make_shared<DictState>(state_class); });
   *self = contract;
   return contract;
 }

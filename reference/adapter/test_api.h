@@ -15,8 +15,11 @@ namespace ccts::adapter {
 
 using json = nlohmann::ordered_json;
 
-// The state of a test API: named JSON values (Python's attributes on _State).
+// The state of a test API: named JSON values (Python's attributes on _State),
+// of the class define_api's `state_class` names (contract(state_cls=...)).
 struct DictState : composable::State {
+  explicit DictState(std::string name = "_State") : class_name(std::move(name)) {}
+  std::string class_name;
   std::map<std::string, json> values;
 };
 

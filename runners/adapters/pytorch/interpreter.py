@@ -265,6 +265,10 @@ class CaseRun:
         state = self.api(ref["api"]).state(self.module(ref["module"]))
         return as_json(None if state is None else getattr(state, ref["key"], None))
 
+    def observe_state_type(self, ref: dict[str, Any]) -> dict[str, Any]:
+        state = self.api(ref["api"]).state(self.module(ref["module"]))
+        return as_json(None if state is None else type(state).__name__)
+
     def observe_type_name(self, ref: str) -> dict[str, Any]:
         return as_json(type(self.module(ref)).__name__)
 

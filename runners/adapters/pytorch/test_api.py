@@ -80,9 +80,20 @@ def make_test_api(definition: dict[str, Any], observations: dict[str, Any]) -> A
             return modules[0]
         if returns == "wrapper":
             return ModelWrapper(module)
+        if returns == "shorter":
+            if not isinstance(module, list):
+                raise ValueError("define_api.returns: shorter takes a list of modules")
+            return modules[:-1]
         return module
 
-    body.__name__ = definition["name"]
-    body.__qualname__ = definition["name"]
-    api = contract()(body)
+    # The function's name is the API's name in registries and messages.
+    body.__name__ = body.__qualname__ = definition.get("function_name", definition["name"])
+    api = contract(state_cls=state_class(definition.get("state_class")))(body)
     return api
+
+
+def state_class(name: Any) -> type:
+    """contract(state_cls=...): a subclass of _State of that name, or _State itself."""
+    from torch.distributed._composable_state import _State
+
+    return _State if name is None else type(name, (_State,), {})
