@@ -139,6 +139,18 @@ void set_requires_gradient_sync(nn::Module& module, bool value) {
 
 void unshard(nn::Module& module) { fully_shard::unshard(module); }
 
+void register_comm_hook(nn::Module& module, const std::string& hook) {
+  auto state = replicate::replicate_state(module);
+  if (!state) throw std::invalid_argument("'" + module.type_name() + "' object has no attribute 'register_comm_hook'");
+  if (hook == "allreduce") {
+    state->register_comm_hook(replicate::CommHook::Mean);
+  } else if (hook == "sum") {
+    state->register_comm_hook(replicate::CommHook::Sum);
+  } else {
+    throw std::invalid_argument("register_comm_hook: hook must be allreduce or sum, not '" + hook + "'");
+  }
+}
+
 void reshard(nn::Module& module) { fully_shard::reshard(module); }
 
 json named_tensors_json(const nn::NamedTensors& items) {

@@ -31,6 +31,8 @@ void apply_builtin(const std::string& api, const json& to, const json& kwargs, c
 // fully_shard), unshard and reshard (fully_shard).
 void set_requires_gradient_sync(nn::Module& module, bool value);
 void unshard(nn::Module& module);
+// register_comm_hook(None, hook) on a replicate module: `allreduce` or `sum`.
+void register_comm_hook(nn::Module& module, const std::string& hook);
 void reshard(nn::Module& module);
 
 // The observation of kind `kind` (one of spec/replicate.md's and

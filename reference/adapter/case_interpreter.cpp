@@ -118,6 +118,7 @@ class CaseRun {
         {"define_api", &CaseRun::step_define_api},
         {"apply", &CaseRun::step_apply},
         {"set_requires_gradient_sync", &CaseRun::step_set_requires_gradient_sync},
+        {"register_comm_hook", &CaseRun::step_register_comm_hook},
         {"unshard", &CaseRun::step_unshard},
         {"reshard", &CaseRun::step_reshard},
         {"tracker", &CaseRun::step_tracker},
@@ -197,6 +198,9 @@ class CaseRun {
     set_requires_gradient_sync(model(body.at("model")), body.at("value").get<bool>());
   }
   void step_unshard(const json& body, const std::string&) { unshard(model(body.at("model"))); }
+  void step_register_comm_hook(const json& body, const std::string&) {
+    register_comm_hook(model(body.at("model")), body.at("hook").get<std::string>());
+  }
   void step_reshard(const json& body, const std::string&) { reshard(model(body.at("model"))); }
 
   void step_to_device(const json& body, const std::string&) {

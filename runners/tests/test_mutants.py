@@ -32,6 +32,7 @@ MUTANTS = {
     "replicate_no_broadcast": ("replicate", {"replicate.init.broadcast_from_rank0"}),
     "replicate_syncs_ignored": ("replicate", {"replicate.ignore.module_grads_stay_local",
                                               "replicate.ignore.nested_modules"}),
+    "comm_hook_ignored": ("replicate", {"replicate.comm_hook.sum_before_first_forward"}),
     "replicate_no_rebuild": ("replicate", {"replicate.bucket.rebuilt_by_cap"}),
     "replicate_wraps": ("replicate", {"replicate.state_dict.single_module", "replicate.state_dict.non_root_multiple"}),
     "shard_round_down": ("fully_shard", {"fully_shard.shard.uneven_layout_ws2", "fully_shard.parity.uneven_model"}),
@@ -40,7 +41,7 @@ MUTANTS = {
     "fsdp_any_root": ("fully_shard", {"fully_shard.root.child_forward_first"}),
 }
 # Mutants whose effect needs more than one rank.
-WORLD_SIZES = {"grad_sum": "2", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
+WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
                "shard_round_down": "2"}
 
 

@@ -2,13 +2,13 @@
 // Deliberate bugs for the suite's self-test (runners/tests/test_mutants.py):
 // with CCTS_MUTANT=<name> in the environment, the reference misbehaves in
 // that one way, and the conformance cases must catch it. Unset, nothing
-// changes. Names: no_fqn_check, state_not_shared, no_once_check,
+// changes. Names: no_fqn_check, state_not_shared, no_once_check (contract);
 // parents_not_reset, pre_fw_before_append, hooks_kept_on_reregister
-// (contract, ModTracker); grad_sum
-// (replicate and fully_shard sum gradients instead of averaging),
-// replicate_no_broadcast, replicate_syncs_ignored, replicate_no_rebuild
-// (buckets never rebuilt), replicate_wraps (a
-// DistributedDataParallel-style wrapper whose FQNs carry `module.`);
+// (ModTracker); grad_sum (replicate and fully_shard sum gradients instead of
+// averaging), replicate_no_broadcast, replicate_syncs_ignored,
+// replicate_no_rebuild (buckets never rebuilt), replicate_wraps (a
+// DistributedDataParallel-style wrapper whose FQNs carry `module.`),
+// comm_hook_ignored (a registered comm hook never reaches the engine);
 // shard_round_down (floor(rows / world) rows per rank), fsdp_never_reshards,
 // fsdp_any_root (every module that runs forward first is a root).
 #include <cstdlib>

@@ -169,7 +169,8 @@ void Reducer::on_grad_accumulated(std::size_t index) {
   const torch::Tensor& view = bucket.views[locator_[index].second];
   torch::Tensor& grad = params_[index].mutable_grad();
   torch::NoGradGuard no_grad;
-  const double scale = mutant("grad_sum") ? 1.0 : 1.0 / group_->size();
+  const bool sum = options_.comm_hook == CommHook::Sum || mutant("grad_sum");
+  const double scale = sum ? 1.0 : 1.0 / group_->size();
   if (options_.gradient_as_bucket_view && grad.is_alias_of(view)) {
     view.mul_(scale);
   } else {

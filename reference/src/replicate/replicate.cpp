@@ -107,6 +107,7 @@ class ReplicateImpl {
 
     Reducer::Options reducer_options;
     reducer_options.gradient_as_bucket_view = options.gradient_as_bucket_view;
+    if (!state.comm_hooks_.empty() && !mutant("comm_hook_ignored")) reducer_options.comm_hook = state.comm_hooks_.front();
     if (options.bucket_cap_mb) {
       reducer_options.bucket_bytes_cap = static_cast<std::int64_t>(*options.bucket_cap_mb * 1024 * 1024);
       reducer_options.first_bucket_bytes = reducer_options.bucket_bytes_cap;
@@ -117,6 +118,10 @@ class ReplicateImpl {
       if (p.requires_grad() && seen.insert(p.unsafeGetTensorImpl()).second) trained.push_back(p);
     }
     state.reducer_ = Reducer::create(trained, group, reducer_options);
+    // _ReplicateState.register_comm_hook hands every kept hook to DDP, which takes one.
+    const bool twice = state.comm_hooks_.size() > 1;
+    state.comm_hooks_.clear();
+    if (twice) throw std::runtime_error("register_comm_hook or register_builtin_comm_hook can only be called once.");
   }
 
   static std::optional<nn::ForwardPreResult> pre_forward(nn::Module& module, ReplicateState& state,

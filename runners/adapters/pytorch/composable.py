@@ -254,3 +254,21 @@ def replicate_device_ids(module: nn.Module) -> Any:
     if ddp is None:
         raise RuntimeError("replicate_device_ids: the data-parallel engine is gone")
     return None if ddp.device_ids is None else list(ddp.device_ids)
+
+
+def comm_hook(name: str) -> Any:
+    """A DDP communication hook of spec/replicate.md: PyTorch's allreduce_hook, or
+    `sum`, an all-reduce without the division by the group size."""
+    import torch.distributed as dist
+
+    if name == "allreduce":
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+        return allreduce_hook
+
+    def sum_hook(state, bucket):  # noqa: ANN001 - DDP rejects annotations other than GradBucket's
+        group = state if state is not None else dist.group.WORLD
+        return dist.all_reduce(bucket.buffer(), group=group, async_op=True).get_future().then(lambda f: f.value()[0])
+
+    if name == "sum":
+        return sum_hook
+    raise ValueError(f"register_comm_hook: hook must be allreduce or sum, not '{name}'")

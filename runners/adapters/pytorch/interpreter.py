@@ -385,6 +385,9 @@ class CaseRun:
     def step_set_requires_gradient_sync(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).set_requires_gradient_sync(body["value"])
 
+    def step_register_comm_hook(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).register_comm_hook(None, cp.comm_hook(body["hook"]))
+
     def step_unshard(self, body: dict[str, Any], path: str) -> None:
         handle = self.module(body["model"]).unshard()
         if handle is not None:  # an async handle (PyTorch returns None when it waited itself)

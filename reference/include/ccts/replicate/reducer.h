@@ -32,12 +32,18 @@ std::vector<std::vector<std::size_t>> compute_bucket_assignment_by_size(
     const std::vector<torch::Tensor>& tensors, const std::vector<std::int64_t>& size_limits,
     const std::vector<std::size_t>& order = {});
 
+enum class CommHook { Mean, Sum };
+
 class Reducer : public std::enable_shared_from_this<Reducer> {
  public:
   struct Options {
     std::int64_t bucket_bytes_cap = 25 * 1024 * 1024;
     std::int64_t first_bucket_bytes = kDefaultFirstBucketBytes;
     bool gradient_as_bucket_view = false;
+    // The bucket's communication (DDP's comm hook): the mean (default, and
+    // PyTorch's allreduce_hook, which divides then all-reduces) or the sum
+    // (a hook that all-reduces without dividing).
+    CommHook comm_hook = CommHook::Mean;
   };
 
   // `params` are the synchronised parameters (leaves that require grad).

@@ -14,6 +14,7 @@
 #include "ccts/composable/contract.h"
 #include "ccts/nn/module.h"
 #include "ccts/nn/value.h"
+#include "ccts/replicate/reducer.h"
 
 namespace ccts::distributed {
 class ProcessGroup;
@@ -21,7 +22,6 @@ class ProcessGroup;
 
 namespace ccts::replicate {
 
-class Reducer;
 
 // replicate's keyword arguments.
 struct ReplicateOptions {
@@ -48,6 +48,10 @@ class ReplicateState : public composable::State {
   const std::vector<std::string>& param_names() const { return param_names_; }
   // DDP.set_requires_gradient_sync.
   void set_requires_gradient_sync(bool sync) { no_sync_ = !sync; }
+  // DDP.register_comm_hook: kept, and given to the engine when it is built at
+  // the first forward; a hook registered later is kept but never used, and
+  // two before the first forward fail it (REPLICATE-HOOK-001, -002).
+  void register_comm_hook(CommHook hook) { comm_hooks_.push_back(hook); }
   std::shared_ptr<Reducer> reducer() const { return reducer_; }
 
  private:
@@ -55,6 +59,7 @@ class ReplicateState : public composable::State {
   ReplicateOptions options_;
   bool initialized_ = false;
   bool no_sync_ = false;
+  std::vector<CommHook> comm_hooks_;
   std::optional<std::vector<int64_t>> device_ids_;
   std::vector<std::string> param_names_;
   std::vector<torch::Tensor> params_;
