@@ -100,12 +100,14 @@ std::string builtin_state_class(const std::string& api) {
 
 void apply_builtin(const std::string& api, const json& to, const json& kwargs, const ModuleRef& module_ref) {
   if (api == "replicate") {
-    check_kwargs(kwargs, {"ignored_modules", "device_id", "bucket_cap_mb", "gradient_as_bucket_view"}, api);
+    check_kwargs(kwargs, {"ignored_modules", "device_id", "bucket_cap_mb", "gradient_as_bucket_view",
+                          "find_unused_parameters"}, api);
     replicate::ReplicateOptions options;
     for (const auto& ref : kwargs.value("ignored_modules", json::array())) options.ignored_modules.push_back(module_ref(ref));
     if (kwargs.contains("device_id")) options.device_id = python_value(kwargs["device_id"]);
     if (kwargs.contains("bucket_cap_mb")) options.bucket_cap_mb = kwargs["bucket_cap_mb"].get<double>();
     options.gradient_as_bucket_view = kwargs.value("gradient_as_bucket_view", false);
+    options.find_unused_parameters = kwargs.value("find_unused_parameters", false);
     if (to.is_array()) {
       composable::Modules modules;
       for (const auto& ref : to) modules.push_back(module_ref(ref));

@@ -33,6 +33,7 @@ MUTANTS = {
     "replicate_syncs_ignored": ("replicate", {"replicate.ignore.module_grads_stay_local",
                                               "replicate.ignore.nested_modules"}),
     "comm_hook_ignored": ("replicate", {"replicate.comm_hook.sum_before_first_forward"}),
+    "replicate_unused_as_zeros": ("replicate", {"replicate.unused.error_at_next_forward"}),
     "replicate_no_rebuild": ("replicate", {"replicate.bucket.rebuilt_by_cap"}),
     "replicate_wraps": ("replicate", {"replicate.state_dict.single_module", "replicate.state_dict.non_root_multiple"}),
     "shard_round_down": ("fully_shard", {"fully_shard.shard.uneven_layout_ws2", "fully_shard.parity.uneven_model"}),

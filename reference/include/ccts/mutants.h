@@ -8,7 +8,9 @@
 // averaging), replicate_no_broadcast, replicate_syncs_ignored,
 // replicate_no_rebuild (buckets never rebuilt), replicate_wraps (a
 // DistributedDataParallel-style wrapper whose FQNs carry `module.`),
-// comm_hook_ignored (a registered comm hook never reaches the engine);
+// comm_hook_ignored (a registered comm hook never reaches the engine),
+// replicate_unused_as_zeros (parameters without a gradient reduced as zeros
+// even without find_unused_parameters);
 // shard_round_down (floor(rows / world) rows per rank), fsdp_never_reshards,
 // fsdp_any_root (every module that runs forward first is a root).
 #include <cstdlib>

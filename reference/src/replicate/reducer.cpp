@@ -120,6 +120,23 @@ std::vector<std::vector<std::size_t>> Reducer::bucket_indices() const {
 }
 
 void Reducer::prepare_for_forward() {
+  if (!unfinished_.empty()) {
+    std::string indices;
+    for (std::size_t index : unfinished_) indices += " " + std::to_string(index);
+    throw std::runtime_error(
+        "Expected to have finished reduction in the prior iteration before starting a new one. This error "
+        "indicates that your module has parameters that were not used in producing loss. You can enable unused "
+        "parameter detection by passing the keyword argument `find_unused_parameters=True` to "
+        "`torch.nn.parallel.DistributedDataParallel`, and by \nmaking sure all `forward` function outputs "
+        "participate in calculating loss. \nIf you already have done the above, then the distributed data "
+        "parallel module wasn't able to locate the output tensors in the return value of your module's "
+        "`forward` function. Please include the loss function and the structure of the return value of "
+        "`forward` of your module when reporting this issue (e.g. list, dict, iterable).\nParameter indices "
+        "which did not receive grad for rank " + std::to_string(group_->rank()) + ":" + indices +
+        "\n In addition, you can set the environment variable TORCH_DISTRIBUTED_DEBUG to either INFO or DETAIL "
+        "to print out information about which particular parameters did not receive gradient on this rank as "
+        "part of this error");
+  }
   if (has_rebuilt_buckets_ || rebuilt_order_.empty() || !torch::GradMode::is_enabled()) return;
   if (mutant("replicate_no_rebuild")) return;
   std::vector<std::size_t> order = rebuilt_order_;
@@ -191,24 +208,47 @@ void Reducer::launch_ready_buckets() {
 void Reducer::finalize_backward() {
   std::lock_guard<std::mutex> guard(lock_);
   torch::NoGradGuard no_grad;
-  // Parameters that got no gradient contribute zeros, so every rank runs the
-  // same collectives (DDP would fail the next iteration instead).
-  for (auto& bucket : buckets_) {
-    for (std::size_t slot = 0; slot < bucket.params.size(); ++slot) {
-      if (!ready_[bucket.params[slot]]) {
-        bucket.views[slot].zero_();
-        --bucket.pending;
+  std::vector<std::size_t> unused;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!ready_[i]) unused.push_back(i);
+  }
+  if (!unused.empty() && !options_.find_unused_parameters && !mutant("replicate_unused_as_zeros")) {
+    // DDP: the buckets those parameters are in are never reduced, and the next
+    // forward raises (prepare_for_forward).
+    unfinished_ = unused;
+  } else {
+    // find_unused_parameters: unused parameters contribute zeros, so every
+    // rank runs the same collectives.
+    for (auto& bucket : buckets_) {
+      for (std::size_t slot = 0; slot < bucket.params.size(); ++slot) {
+        if (!ready_[bucket.params[slot]]) {
+          bucket.views[slot].zero_();
+          --bucket.pending;
+        }
       }
     }
+    launch_ready_buckets();
   }
-  launch_ready_buckets();
+  // Which parameters some rank used (DDP's local_used_map, all-reduced):
+  // only those get the reduced gradient.
+  std::vector<bool> used_somewhere(ready_.begin(), ready_.end());
+  if (!unused.empty() && unfinished_.empty()) {
+    torch::Tensor used = torch::zeros({static_cast<int64_t>(params_.size())}, torch::kInt32);
+    for (std::size_t i = 0; i < params_.size(); ++i) used[static_cast<int64_t>(i)] = ready_[i] ? 1 : 0;
+    group_->all_reduce(used, distributed::ReduceOp::Sum);
+    for (std::size_t i = 0; i < params_.size(); ++i) used_somewhere[i] = used[static_cast<int64_t>(i)].item<int>() > 0;
+  }
   for (auto& bucket : buckets_) {
-    if (bucket.work) bucket.work->wait();
+    if (!bucket.work) continue;  // a bucket left unfinished
+    bucket.work->wait();
     for (std::size_t slot = 0; slot < bucket.params.size(); ++slot) {
       const std::size_t index = bucket.params[slot];
-      if (!ready_[index]) continue;
+      if (!used_somewhere[index]) continue;
       torch::Tensor& grad = params_[index].mutable_grad();
-      if (options_.gradient_as_bucket_view) continue;  // the gradient is the view
+      if (options_.gradient_as_bucket_view) {
+        if (!grad.defined()) grad = bucket.views[slot];  // used elsewhere only: the view is its gradient
+        if (grad.is_alias_of(bucket.views[slot])) continue;
+      }
       if (grad.defined()) {
         grad.copy_(bucket.views[slot]);
       } else {

@@ -107,6 +107,7 @@ class ReplicateImpl {
 
     Reducer::Options reducer_options;
     reducer_options.gradient_as_bucket_view = options.gradient_as_bucket_view;
+    reducer_options.find_unused_parameters = options.find_unused_parameters;
     if (!state.comm_hooks_.empty() && !mutant("comm_hook_ignored")) reducer_options.comm_hook = state.comm_hooks_.front();
     if (options.bucket_cap_mb) {
       reducer_options.bucket_bytes_cap = static_cast<std::int64_t>(*options.bucket_cap_mb * 1024 * 1024);

@@ -44,6 +44,11 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     // PyTorch's allreduce_hook, which divides then all-reduces) or the sum
     // (a hook that all-reduces without dividing).
     CommHook comm_hook = CommHook::Mean;
+    // DDP's find_unused_parameters: a parameter no backward reached is
+    // reduced as zeros and keeps no gradient where no rank used it. Without
+    // it, such a parameter leaves the iteration unfinished and the next
+    // forward raises DDP's error (REPLICATE-UNUSED-001).
+    bool find_unused_parameters = false;
   };
 
   // `params` are the synchronised parameters (leaves that require grad).
@@ -51,8 +56,9 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
                                          std::shared_ptr<distributed::ProcessGroup> group, Options options);
   ~Reducer();
 
-  // DDP's _pre_forward: rebuilds the buckets in gradient-ready order once,
-  // after the first synchronised backward.
+  // DDP's _pre_forward: raises when the last backward left parameters without
+  // a gradient (and find_unused_parameters is off); rebuilds the buckets in
+  // gradient-ready order once, after the first synchronised backward.
   void prepare_for_forward();
   // require_backward_grad_sync: false lets gradients accumulate locally.
   void set_require_grad_sync(bool sync) { require_grad_sync_ = sync; }
@@ -89,6 +95,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   bool in_backward_ = false;
   bool has_rebuilt_buckets_ = false;
   std::vector<std::size_t> rebuilt_order_;  // gradient-ready order of the first synced backward
+  std::vector<std::size_t> unfinished_;     // parameters the last backward did not reach
   std::mutex lock_;
 };
 

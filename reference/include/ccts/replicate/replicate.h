@@ -33,6 +33,7 @@ struct ReplicateOptions {
   std::optional<nn::Value> device_id;
   std::optional<double> bucket_cap_mb;  // default 25 MiB, first bucket 1 MiB
   bool gradient_as_bucket_view = false;
+  bool find_unused_parameters = false;
   // Defaults to distributed::default_process_group().
   std::shared_ptr<distributed::ProcessGroup> process_group;
 };
