@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "ccts/distributed/process_group.h"
 #include "ccts/errors.h"
 #include "ccts/fully_shard/fully_shard.h"
 #include "ccts/replicate/replicate.h"
@@ -101,13 +102,17 @@ std::string builtin_state_class(const std::string& api) {
 void apply_builtin(const std::string& api, const json& to, const json& kwargs, const ModuleRef& module_ref) {
   if (api == "replicate") {
     check_kwargs(kwargs, {"ignored_modules", "device_id", "bucket_cap_mb", "gradient_as_bucket_view",
-                          "find_unused_parameters"}, api);
+                          "find_unused_parameters", "process_group"}, api);
     replicate::ReplicateOptions options;
     for (const auto& ref : kwargs.value("ignored_modules", json::array())) options.ignored_modules.push_back(module_ref(ref));
     if (kwargs.contains("device_id")) options.device_id = python_value(kwargs["device_id"]);
     if (kwargs.contains("bucket_cap_mb")) options.bucket_cap_mb = kwargs["bucket_cap_mb"].get<double>();
     options.gradient_as_bucket_view = kwargs.value("gradient_as_bucket_view", false);
     options.find_unused_parameters = kwargs.value("find_unused_parameters", false);
+    if (kwargs.contains("process_group")) {  // {subgroups_of: n}: this rank's group of new_subgroups(n)
+      options.process_group =
+          distributed::default_process_group()->new_subgroup(kwargs["process_group"].at("subgroups_of").get<int>());
+    }
     if (to.is_array()) {
       composable::Modules modules;
       for (const auto& ref : to) modules.push_back(module_ref(ref));

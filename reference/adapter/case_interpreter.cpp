@@ -162,13 +162,17 @@ class CaseRun {
   void step_slice(const json& body, const std::string&) {
     const torch::Tensor& whole = value(body.at("from")).tensor();
     const int64_t dim = body.value("dim", 0);
-    if (whole.size(dim) % world_size_ != 0) {
+    // by rank: one chunk per rank; by {subgroups_of: n}: one per group of n ranks.
+    const json by = body.value("by", json("rank"));
+    const int64_t size = by.is_object() ? by.at("subgroups_of").get<int64_t>() : 1;
+    const int64_t chunks = world_size_ / size;
+    if (whole.size(dim) % chunks != 0) {
       throw std::invalid_argument("slice: dimension " + std::to_string(dim) + " of size " +
                                   std::to_string(whole.size(dim)) + " does not split into " +
-                                  std::to_string(world_size_) + " equal chunks");
+                                  std::to_string(chunks) + " equal chunks");
     }
-    const int64_t chunk = whole.size(dim) / world_size_;
-    values_[body.at("as").get<std::string>()] = whole.narrow(dim, rank_ * chunk, chunk).clone();
+    const int64_t chunk = whole.size(dim) / chunks;
+    values_[body.at("as").get<std::string>()] = whole.narrow(dim, (rank_ / size) * chunk, chunk).clone();
   }
 
   void step_backward(const json& body, const std::string&) {

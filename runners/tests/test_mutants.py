@@ -34,6 +34,7 @@ MUTANTS = {
                                               "replicate.ignore.nested_modules"}),
     "comm_hook_ignored": ("replicate", {"replicate.comm_hook.sum_before_first_forward"}),
     "replicate_unused_as_zeros": ("replicate", {"replicate.unused.error_at_next_forward"}),
+    "replicate_group_ignored": ("replicate", {"replicate.process_group.subgroups_of_two"}),
     "replicate_no_rebuild": ("replicate", {"replicate.bucket.rebuilt_by_cap"}),
     "replicate_wraps": ("replicate", {"replicate.state_dict.single_module", "replicate.state_dict.non_root_multiple"}),
     "shard_round_down": ("fully_shard", {"fully_shard.shard.uneven_layout_ws2", "fully_shard.parity.uneven_model"}),
@@ -42,7 +43,7 @@ MUTANTS = {
     "fsdp_any_root": ("fully_shard", {"fully_shard.root.child_forward_first"}),
 }
 # Mutants whose effect needs more than one rank.
-WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
+WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignored": "4", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
                "shard_round_down": "2"}
 
 

@@ -10,7 +10,8 @@
 // DistributedDataParallel-style wrapper whose FQNs carry `module.`),
 // comm_hook_ignored (a registered comm hook never reaches the engine),
 // replicate_unused_as_zeros (parameters without a gradient reduced as zeros
-// even without find_unused_parameters);
+// even without find_unused_parameters), replicate_group_ignored (the
+// process_group kwarg is dropped for the world);
 // shard_round_down (floor(rows / world) rows per rank), fsdp_never_reshards,
 // fsdp_any_root (every module that runs forward first is a root).
 #include <cstdlib>

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
@@ -150,7 +151,7 @@ bool Work::is_completed() { return done_ || work_->isCompleted(); }
 
 ProcessGroup::ProcessGroup(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
                            std::string backend, const std::string& master_addr)
-    : rank_(rank), size_(size), backend_(std::move(backend)) {
+    : store_(store), master_addr_(master_addr), rank_(rank), size_(size), backend_(std::move(backend)) {
   try {
     native_ = backend_ == "nccl" ? make_nccl(store, rank, size) : make_gloo(store, rank, size, master_addr);
   } catch (const c10::Error& e) {
@@ -161,6 +162,25 @@ ProcessGroup::ProcessGroup(c10::intrusive_ptr<c10d::Store> store, int rank, int 
 }
 
 ProcessGroup::~ProcessGroup() = default;
+
+std::shared_ptr<ProcessGroup> ProcessGroup::new_subgroup(int group_size) {
+  if (group_size <= 0) {
+    throw std::invalid_argument("The arg 'group_size' (" + std::to_string(group_size) + ") must be positive");
+  }
+  if (size_ < group_size) {
+    throw std::invalid_argument("The arg 'group_size' (" + std::to_string(group_size) +
+                                ") must not exceed the world size (" + std::to_string(size_) + ")");
+  }
+  if (size_ % group_size != 0) {
+    throw std::invalid_argument("The world size (" + std::to_string(size_) + ") must be divisible by 'group_size=" +
+                                std::to_string(group_size) + "'");
+  }
+  const int index = rank_ / group_size;
+  auto store = c10::make_intrusive<c10d::PrefixStore>(
+      "ccts_subgroups_" + std::to_string(subgroups_made_++) + "_" + std::to_string(index) + "/", store_);
+  return std::shared_ptr<ProcessGroup>(
+      new ProcessGroup(store, rank_ % group_size, group_size, backend_, master_addr_));
+}
 
 std::vector<std::string> ProcessGroup::available_backends() {
   std::vector<std::string> out{"gloo"};

@@ -102,7 +102,8 @@ class ReplicateImpl {
     }
     if (on_cpu) state.device_ids_.reset();
 
-    auto group = options.process_group ? options.process_group : distributed::default_process_group();
+    auto group = options.process_group && !mutant("replicate_group_ignored") ? options.process_group
+                                                                             : distributed::default_process_group();
     if (!mutant("replicate_no_broadcast")) broadcast_from_rank0(state.params_, *group);
 
     Reducer::Options reducer_options;

@@ -108,6 +108,17 @@ void run(ProcessGroup& pg, const torch::Device& device) {
   expect_equal(cpu_f32(input), base * (rank + 1), "reduce_scatter's input (must be unchanged)");
 
   pg.barrier();
+
+  // new_subgroups(2): consecutive pairs, ranks numbered within the pair, and
+  // collectives that stay inside it (ranks 0-1 sum 1 + 2, ranks 2-3 sum 3 + 4).
+  if (n % 2 == 0) {
+    auto pair = pg.new_subgroup(2);
+    expect_true(pair->rank() == rank % 2 && pair->size() == 2, "new_subgroup(2): rank and size within the pair");
+    torch::Tensor s = torch::full({2}, rank + 1.0, f32);
+    pair->all_reduce(s, ReduceOp::Sum);
+    const double first = rank - rank % 2 + 1.0;
+    expect_equal(cpu_f32(s), torch::full({2}, first + first + 1.0), "all_reduce within new_subgroup(2)");
+  }
 }
 
 }  // namespace

@@ -242,6 +242,12 @@ TEST_CASE("a one-rank group's collectives are the identity (in process)") {
   CHECK_THROWS_WITH(pg->reduce_scatter(torch::scalar_tensor(1.0f)),
                     ccts_catch::StartsWith("reduce_scatter: dim 0 of the input (shape []) must be a multiple"));
   CHECK_THROWS_WITH(pg->broadcast(t, 1), "broadcast: src 1 is not in [0, 1)");
+
+  // torch.distributed.new_subgroups' checks, with its ValueError texts.
+  CHECK_THROWS_WITH(pg->new_subgroup(0), "The arg 'group_size' (0) must be positive");
+  CHECK_THROWS_WITH(pg->new_subgroup(2), "The arg 'group_size' (2) must not exceed the world size (1)");
+  auto self = pg->new_subgroup(1);
+  CHECK((self->rank() == 0 && self->size() == 1));
 }
 
 TEST_CASE("from_file_store rejects bad ranks and backends") {

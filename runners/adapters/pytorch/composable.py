@@ -78,10 +78,14 @@ def convert_device_id(value: Any) -> Any:
 
 
 def convert_kwargs(kwargs: dict[str, Any], module_of: Callable[[str], nn.Module],
-                   parameter_of: Callable[[str], nn.Parameter]) -> dict[str, Any]:
+                   parameter_of: Callable[[str], nn.Parameter],
+                   subgroup_of: Callable[[int], Any] = lambda n: None) -> dict[str, Any]:
     """A case's `apply.kwargs` as the Python call takes them; references become objects."""
     out: dict[str, Any] = {}
     for key, value in kwargs.items():
+        if key == "process_group" and isinstance(value, dict):
+            out[key] = subgroup_of(value["subgroups_of"])
+            continue
         if key == "ignored_modules" and isinstance(value, list):
             out[key] = [module_of(ref) for ref in value]
         elif key == "ignored_params" and isinstance(value, list):

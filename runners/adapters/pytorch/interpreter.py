@@ -71,6 +71,7 @@ class CaseRun:
         self.trackers: dict[str, Any] = {}
         self.events: dict[str, list] = {}
         self.active: list[str] = []
+        self.groups: list[Any] = []  # process groups the case created
         self.step_index = 0
 
     def execute(self) -> Optional[dict[str, Any]]:
@@ -78,7 +79,16 @@ class CaseRun:
             self.run_steps(self.case["steps"], "")
         except StepError as e:
             return e.error
+        finally:
+            self.destroy_groups()
         return None
+
+    def destroy_groups(self) -> None:
+        import torch.distributed as dist
+        self.models.clear()  # modules holding a group go first
+        for group in self.groups:
+            dist.destroy_process_group(group)
+        self.groups.clear()
 
     def run_steps(self, steps: list, path: str) -> None:
         for i, step in enumerate(steps):
@@ -129,11 +139,14 @@ class CaseRun:
     def step_slice(self, body: dict[str, Any], path: str) -> None:
         whole = self.values[body["from"]]
         dim = body.get("dim", 0)
-        if whole.shape[dim] % self.world_size:
+        # by rank: one chunk per rank; by {subgroups_of: n}: one per group of n ranks
+        size = body["by"]["subgroups_of"] if isinstance(body.get("by"), dict) else 1
+        chunks, index = self.world_size // size, self.rank // size
+        if whole.shape[dim] % chunks:
             raise ValueError(f"slice: dimension {dim} of size {whole.shape[dim]} does not split into "
-                             f"{self.world_size} equal chunks")
-        chunk = whole.shape[dim] // self.world_size
-        self.values[body["as"]] = whole.narrow(dim, self.rank * chunk, chunk).clone()
+                             f"{chunks} equal chunks")
+        chunk = whole.shape[dim] // chunks
+        self.values[body["as"]] = whole.narrow(dim, index * chunk, chunk).clone()
 
     def step_forward(self, body: dict[str, Any], path: str) -> None:
         args, kwargs = ([], {})
@@ -368,12 +381,19 @@ class CaseRun:
         to = body["to"]
         api = self.api(body["api"])
         target = [self.module(r) for r in to] if isinstance(to, list) else self.module(to)
-        kwargs = cp.convert_kwargs(body.get("kwargs") or {}, self.module, self.parameter)
+        kwargs = cp.convert_kwargs(body.get("kwargs") or {}, self.module, self.parameter, self.subgroup)
         if body["api"] == "fully_shard" and body["api"] not in self.apis and cp.cpu_mesh_needed(self.device):
             kwargs.setdefault("mesh", cp.whole_world_mesh("cpu", self.world_size))
         returned = api(target, **kwargs)
         if "as" in body and isinstance(returned, nn.Module):
             self.models[body["as"]] = returned
+
+    def subgroup(self, size: int) -> Any:
+        """This rank's group of dist.new_subgroups(size); destroyed when the case ends."""
+        import torch.distributed as dist
+        group, groups = dist.new_subgroups(group_size=size)
+        self.groups.extend(groups)
+        return group
 
     def parameter(self, ref: str) -> nn.Parameter:
         """`model.<path>.<name>`: a parameter of a model or of one of its submodules."""

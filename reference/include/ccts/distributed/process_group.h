@@ -60,6 +60,13 @@ class ProcessGroup {
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
 
+  // torch.distributed.new_subgroups(group_size): the ranks in consecutive
+  // groups of group_size; returns the group this rank is in (ranks numbered
+  // within it). Every rank calls it, in the same order, as with PyTorch; the
+  // groups rendezvous through this group's store under their own prefix.
+  // std::invalid_argument with PyTorch's ValueError text for a bad size.
+  std::shared_ptr<ProcessGroup> new_subgroup(int group_size);
+
   int rank() const { return rank_; }
   int size() const { return size_; }
   const std::string& backend() const { return backend_; }
@@ -87,6 +94,9 @@ class ProcessGroup {
                const std::string& master_addr);
   void check_tensor(const torch::Tensor& tensor, const char* collective) const;
 
+  c10::intrusive_ptr<c10d::Store> store_;
+  std::string master_addr_;
+  int subgroups_made_ = 0;  // prefixes of new_subgroup's rendezvous
   int rank_;
   int size_;
   std::string backend_;
