@@ -441,6 +441,8 @@ class CaseRun {
     for (const auto& item : kwargs_spec.items()) {
       kwargs.emplace_back(item.key(), value(item.value()));
     }
+    std::optional<torch::NoGradGuard> no_grad;
+    if (body.value("no_grad", false)) no_grad.emplace();
     nn::Value out = m(std::move(args), std::move(kwargs));
     if (body.contains("as")) values_[body["as"].get<std::string>()] = out;
   }

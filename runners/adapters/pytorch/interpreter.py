@@ -1,6 +1,7 @@
 """One case's steps (spec/CASES.md and the area chapters) on real PyTorch."""
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Optional
 
@@ -155,7 +156,8 @@ class CaseRun:
             args, kwargs = list(args), dict(kwargs)
         args += [self.values[a] for a in body.get("args", [])]
         kwargs.update({k: self.values[v] for k, v in (body.get("kwargs") or {}).items()})
-        out = self.module(body["model"])(*args, **kwargs)
+        with torch.no_grad() if body.get("no_grad") else contextlib.nullcontext():
+            out = self.module(body["model"])(*args, **kwargs)
         if "as" in body:
             self.values[body["as"]] = out
 
