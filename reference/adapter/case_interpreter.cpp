@@ -250,6 +250,7 @@ class CaseRun {
     const std::string as = body.at("as").get<std::string>();
     trackers_[as] = std::make_unique<tools::ModTracker>();
     tracker_events_[as] = json::array();
+    with_parents_[as] = body.value("record_parents", false);
     if (body.value("record_hooks", false)) {
       register_recording_hooks(as, {"pre_fw", "post_fw", "pre_bw", "post_bw"}, body.value("raising", json::array()));
     }
@@ -355,16 +356,19 @@ class CaseRun {
     tracker_events_[active_trackers_.back()].push_back(event);
   }
 
-  // User hooks that record (hook, fqn, fqn in parents, is_bw) as test_mod_tracker.py's do.
+  // User hooks that record (hook, fqn, fqn in parents, is_bw) as test_mod_tracker.py's do,
+  // and the whole parents set (sorted) where the tracker has record_parents.
   // Hooks of the kinds in `raising` raise after recording (a user hook that fails).
   void register_recording_hooks(const std::string& name, const json& kinds, const json& raising = json::array()) {
     tools::ModTracker* t = &tracker(json(name));
     auto record = [this, t, name, raising](const char* hook, nn::Module* module) {
       std::optional<std::string> fqn = t->get_known_fqn(module);
-      tracker_events_[name].push_back({{"hook", hook},
-                                       {"fqn", fqn ? json(*fqn) : json(nullptr)},
-                                       {"in_parents", fqn ? t->parents().count(*fqn) > 0 : false},
-                                       {"is_bw", t->is_bw()}});
+      json event = {{"hook", hook},
+                    {"fqn", fqn ? json(*fqn) : json(nullptr)},
+                    {"in_parents", fqn ? t->parents().count(*fqn) > 0 : false},
+                    {"is_bw", t->is_bw()}};
+      if (with_parents_[name]) event["parents"] = std::vector<std::string>(t->parents().begin(), t->parents().end());
+      tracker_events_[name].push_back(std::move(event));
       for (const auto& kind : raising) {
         if (kind == hook) throw std::runtime_error(std::string("user ") + hook + " hook raised");
       }
@@ -656,6 +660,7 @@ class CaseRun {
   std::map<std::string, std::shared_ptr<composable::Contract>> apis_;
   std::map<std::string, std::unique_ptr<tools::ModTracker>> trackers_;
   std::map<std::string, json> tracker_events_;
+  std::map<std::string, bool> with_parents_;  // trackers whose hook events carry the whole parents set
   std::vector<std::string> active_trackers_;
   json observations_ = json::object();
   int64_t step_index_ = 0;

@@ -71,6 +71,7 @@ class CaseRun:
         self.apis: dict[str, Any] = {}
         self.trackers: dict[str, Any] = {}
         self.events: dict[str, list] = {}
+        self.with_parents: dict[str, bool] = {}  # trackers whose hook events carry the whole parents set
         self.active: list[str] = []
         self.groups: list[Any] = []  # process groups the case created
         self.step_index = 0
@@ -334,6 +335,7 @@ class CaseRun:
         from torch.distributed._tools.mod_tracker import ModTracker
         self.trackers[body["as"]] = ModTracker()
         self.events[body["as"]] = []
+        self.with_parents[body["as"]] = bool(body.get("record_parents"))
         if body.get("record_hooks"):
             self.register_recording_hooks(body["as"], ["pre_fw", "post_fw", "pre_bw", "post_bw"], body.get("raising", []))
 
@@ -342,7 +344,10 @@ class CaseRun:
 
         def record(hook: str, module: Optional[nn.Module]) -> None:
             fqn = mt.get_known_fqn(module) if module is not None else None
-            self.events[name].append({"hook": hook, "fqn": fqn, "in_parents": fqn in mt.parents, "is_bw": mt.is_bw})
+            event = {"hook": hook, "fqn": fqn, "in_parents": fqn in mt.parents, "is_bw": mt.is_bw}
+            if self.with_parents[name]:
+                event["parents"] = sorted(mt.parents)
+            self.events[name].append(event)
             if hook in raising:
                 raise RuntimeError(f"user {hook} hook raised")
 
