@@ -112,6 +112,7 @@ class CaseRun {
         {"sgd_step", &CaseRun::step_sgd_step},
         {"mse_loss", &CaseRun::step_mse_loss},
         {"load_state_dict", &CaseRun::step_load_state_dict},
+        {"set_requires_grad", &CaseRun::step_set_requires_grad},
         {"raises", &CaseRun::step_raises},
         {"repeat", &CaseRun::step_repeat},
         {"observe", &CaseRun::step_observe},
@@ -206,6 +207,12 @@ class CaseRun {
     register_comm_hook(model(body.at("model")), body.at("hook").get<std::string>());
   }
   void step_reshard(const json& body, const std::string&) { reshard(model(body.at("model"))); }
+
+  // module.requires_grad_(value): every parameter of the module and its children.
+  void step_set_requires_grad(const json& body, const std::string&) {
+    const bool value = body.at("value").get<bool>();
+    for (auto& p : model(body.at("model")).parameters()) p.requires_grad_(value);
+  }
 
   void step_to_device(const json& body, const std::string&) {
     model(body.at("model")).to(torch::Device(body.at("device").get<std::string>()));
