@@ -126,6 +126,7 @@ class CaseRun {
         {"register_user_hooks", &CaseRun::step_register_user_hooks},
         {"clear_user_hooks", &CaseRun::step_clear_user_hooks},
         {"track", &CaseRun::step_track},
+        {"global_hooks", &CaseRun::step_global_hooks},
         {"delete", &CaseRun::step_delete},
         {"to_device", &CaseRun::step_to_device},
     };
@@ -280,6 +281,39 @@ class CaseRun {
       throw;
     }
     active_trackers_.pop_back();
+  }
+
+  // Global module hooks of the four kinds appending {hook, module} to the
+  // observation `as`; their handles go with the case.
+  void step_global_hooks(const json& body, const std::string&) {
+    const std::string as = body.at("as").get<std::string>();
+    observations_[as] = {{"kind", "json"}, {"value", json::array()}};
+    auto seen = std::make_shared<std::vector<const nn::Module*>>();  // modules by first appearance: their id
+    auto record = [this, as, seen](const char* hook, nn::Module& module) {
+      auto it = std::find(seen->begin(), seen->end(), &module);
+      if (it == seen->end()) it = seen->insert(seen->end(), &module);
+      observations_[as]["value"].push_back(
+          {{"hook", hook}, {"module", module.type_name()}, {"id", it - seen->begin()}});
+    };
+    global_hooks_.push_back(nn::register_module_forward_pre_hook(
+        [record](nn::Module& m, const nn::Args&, const nn::Kwargs&) {
+          record("forward_pre", m);
+          return std::optional<nn::ForwardPreResult>();
+        }));
+    global_hooks_.push_back(nn::register_module_forward_hook(
+        [record](nn::Module& m, const nn::Args&, const nn::Kwargs&, const nn::Value&) {
+          record("forward", m);
+          return std::optional<nn::Value>();
+        }));
+    global_hooks_.push_back(nn::register_module_full_backward_pre_hook([record](nn::Module& m, const nn::TensorList&) {
+      record("backward_pre", m);
+      return std::optional<nn::TensorList>();
+    }));
+    global_hooks_.push_back(nn::register_module_full_backward_hook(
+        [record](nn::Module& m, const nn::TensorList&, const nn::TensorList&) {
+          record("backward", m);
+          return std::optional<nn::TensorList>();
+        }));
   }
 
   void step_delete(const json& body, const std::string&) {
@@ -670,6 +704,7 @@ class CaseRun {
   std::map<std::string, bool> with_parents_;  // trackers whose hook events carry the whole parents set
   std::vector<std::string> active_trackers_;
   json observations_ = json::object();
+  std::vector<nn::HookHandle> global_hooks_;  // removed when the case ends
   int64_t step_index_ = 0;
 };
 

@@ -74,6 +74,7 @@ class CaseRun:
         self.with_parents: dict[str, bool] = {}  # trackers whose hook events carry the whole parents set
         self.active: list[str] = []
         self.groups: list[Any] = []  # process groups the case created
+        self.handles: list[Any] = []  # global hooks the case registered
         self.step_index = 0
 
     def execute(self) -> Optional[dict[str, Any]]:
@@ -82,11 +83,15 @@ class CaseRun:
         except StepError as e:
             return e.error
         finally:
-            self.destroy_groups()
+            self.release()
         return None
 
-    def destroy_groups(self) -> None:
+    def release(self) -> None:
+        """What the case made that lives outside its models: global hooks, process groups."""
         import torch.distributed as dist
+        for handle in self.handles:  # nothing a case installed outlives it
+            handle.remove()
+        self.handles.clear()
         self.models.clear()  # modules holding a group go first
         for group in self.groups:
             dist.destroy_process_group(group)
@@ -209,6 +214,26 @@ class CaseRun:
             self.step_index = i
             self.run_steps(body["do"], path + ".do")
         self.step_index = outer
+
+    def step_global_hooks(self, body: dict[str, Any], path: str) -> None:
+        from torch.nn.modules import module as nn_module
+        events: list = []
+        self.observations[body["as"]] = {"kind": "json", "value": events}
+
+        seen: list = []  # modules by first appearance: their `id`
+
+        def record(hook: str, module: nn.Module) -> None:
+            if not any(m is module for m in seen):
+                seen.append(module)
+            index = next(i for i, m in enumerate(seen) if m is module)
+            events.append({"hook": hook, "module": type(module).__name__, "id": index})
+
+        def recorder(hook: str) -> Any:
+            return lambda module, *rest: record(hook, module)
+        self.handles += [nn_module.register_module_forward_pre_hook(recorder("forward_pre")),
+                         nn_module.register_module_forward_hook(recorder("forward")),
+                         nn_module.register_module_full_backward_pre_hook(recorder("backward_pre")),
+                         nn_module.register_module_full_backward_hook(recorder("backward"))]
 
     def step_delete(self, body: dict[str, Any], path: str) -> None:
         del self.models[body["model"]]
