@@ -292,8 +292,12 @@ class CaseRun {
     auto record = [this, as, seen](const char* hook, nn::Module& module) {
       auto it = std::find(seen->begin(), seen->end(), &module);
       if (it == seen->end()) it = seen->insert(seen->end(), &module);
-      observations_[as]["value"].push_back(
-          {{"hook", hook}, {"module", module.type_name()}, {"id", it - seen->begin()}});
+      json event = {{"hook", hook}, {"module", module.type_name()}, {"id", it - seen->begin()}};
+      if (!active_trackers_.empty()) {  // inside `track`: what the innermost tracker holds at this moment
+        const auto& parents = trackers_.at(active_trackers_.back())->parents();
+        event["parents"] = std::vector<std::string>(parents.begin(), parents.end());
+      }
+      observations_[as]["value"].push_back(std::move(event));
     };
     global_hooks_.push_back(nn::register_module_forward_pre_hook(
         [record](nn::Module& m, const nn::Args&, const nn::Kwargs&) {

@@ -226,7 +226,10 @@ class CaseRun:
             if not any(m is module for m in seen):
                 seen.append(module)
             index = next(i for i, m in enumerate(seen) if m is module)
-            events.append({"hook": hook, "module": type(module).__name__, "id": index})
+            event = {"hook": hook, "module": type(module).__name__, "id": index}
+            if self.active:  # inside `track`: what the innermost tracker holds at this moment
+                event["parents"] = sorted(self.trackers[self.active[-1]].parents)
+            events.append(event)
 
         def recorder(hook: str) -> Any:
             return lambda module, *rest: record(hook, module)
