@@ -164,6 +164,11 @@ def describe_failure(result: CaseResult) -> str:
     return "\n".join(lines)
 
 
+# Rank 0's rendezvous store could not bind the port chosen for it.
+PORT_TAKEN = "address already in use"
+PORT_RETRIES = 3
+
+
 class Runner:
     """Runs cases on rank groups of the adapter, one group per world size, kept
     across cases; the judge (expectations.judge_replies) gives each verdict."""
@@ -193,15 +198,24 @@ class Runner:
         refuses hello is offered each older accepted one (spec/ADAPTERS.md)."""
         refusals: list[str] = []
         tails: dict[int, str] = {}
-        for protocol in [p for p in ACCEPTED_PROTOCOLS if p <= self.protocol]:
+        protocols = [p for p in ACCEPTED_PROTOCOLS if p <= self.protocol]
+        port_retries = PORT_RETRIES
+        while protocols:
+            protocol = protocols[0]
             group = RankGroup(self.options.adapter, ws, self.options.backend, self.options.device, protocol=protocol)
             try:
                 hello = group.start(self.options.timeout)
             except RankFault as fault:
                 tails = {r.rank: r.stderr_text() for r in group.ranks}
                 group.kill()
+                if port_retries and any(PORT_TAKEN in t.lower() for t in tails.values()):
+                    # Another process took the free port between its choice and rank 0's
+                    # bind (parallel runs): a fresh group gets a fresh port.
+                    port_retries -= 1
+                    continue
                 refusals.append(str(fault))
                 if isinstance(fault, HelloRefused):
+                    protocols.pop(0)
                     continue
                 raise _StartFailure("; ".join(refusals), tails) from None
             if protocol < PROTOCOL_VERSION and not self.groups and self.implementation is None:

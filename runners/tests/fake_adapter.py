@@ -6,7 +6,8 @@ protocol versions it speaks (default 2; offered another, it refuses hello with
 an error message and exits, as spec/ADAPTERS.md says); FAKE_PROTOCOL
 overrides the protocol version its hello names, FAKE_VERSION its version; FAKE_RECEIVED=PATH logs
 every message it receives to PATH.<rank>; FAKE_PIDS=PATH appends each rank's
-process id to PATH."""
+process id to PATH; FAKE_PORT_TAKEN=PATH makes rank 0's first start fail as a
+rendezvous whose port another process took (PATH marks that it happened)."""
 import json
 import os
 import sys
@@ -20,6 +21,12 @@ def main() -> int:
     if os.environ.get("FAKE_PIDS"):  # so a test can check that no rank outlives the run
         with open(os.environ["FAKE_PIDS"], "a", encoding="utf-8") as pids:
             pids.write(f"{os.getpid()}\n")
+    taken = os.environ.get("FAKE_PORT_TAKEN")
+    if taken and rank == 0 and not os.path.exists(taken):
+        open(taken, "w").close()
+        print("DistNetworkError: The server socket has failed to listen on any local network address. "
+              "port: 1, code: -98, name: EADDRINUSE, message: address already in use", file=sys.stderr, flush=True)
+        return 1
     for line in sys.stdin:
         if received:  # what the runner sent, one file per rank
             with open(f"{received}.{rank}", "a", encoding="utf-8") as log:

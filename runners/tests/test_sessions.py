@@ -55,6 +55,14 @@ class Faults(unittest.TestCase):
         _, _, report = suite.run("--world-sizes", "1")
         self.assertEqual(outcomes(report), {"t.u@1": "unsupported"})
 
+    def test_a_port_taken_before_rank_0_binds_it_is_retried_with_another(self) -> None:
+        suite = TempSuite([case("t.a", [{"equal": {"actual": "x", "value": 1}}], world_sizes=[2])], {"t.a": OK})
+        marker = suite.dir / "port-taken"
+        code, output, report = suite.run("--world-sizes", "2", env={"FAKE_PORT_TAKEN": str(marker)})
+        self.assertTrue(marker.exists(), "the first start did fail")
+        self.assertEqual(outcomes(report), {"t.a@2": "pass"}, output)
+        self.assertEqual(code, 0)
+
     def test_unexpected_error_fails_with_its_message(self) -> None:
         answers = {"t.e": {"error": {"kind": "runtime_error", "message": "boom", "step": "2"}}}
         steps = [{"batch": {"as": "a", "shape": [2]}}, {"batch": {"as": "b", "shape": [2]}},
