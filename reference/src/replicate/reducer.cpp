@@ -230,9 +230,10 @@ void Reducer::finalize_backward() {
     launch_ready_buckets();
   }
   // Which parameters some rank used (DDP's local_used_map, all-reduced):
-  // only those get the reduced gradient.
+  // only those get the reduced gradient. Every rank all-reduces it after every
+  // backward, whatever it used itself: the collective must match across ranks.
   std::vector<bool> used_somewhere(ready_.begin(), ready_.end());
-  if (!unused.empty() && unfinished_.empty()) {
+  if (options_.find_unused_parameters) {
     torch::Tensor used = torch::zeros({static_cast<int64_t>(params_.size())}, torch::kInt32);
     for (std::size_t i = 0; i < params_.size(); ++i) used[static_cast<int64_t>(i)] = ready_[i] ? 1 : 0;
     group_->all_reduce(used, distributed::ReduceOp::Sum);
