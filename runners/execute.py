@@ -218,7 +218,7 @@ class Runner:
                     protocols.pop(0)
                     continue
                 raise _StartFailure("; ".join(refusals), tails) from None
-            if protocol < PROTOCOL_VERSION and not self.groups and self.implementation is None:
+            if protocol < PROTOCOL_VERSION and self.implementation is None:  # once per run
                 print(f"warning: the adapter speaks protocol {protocol}, which is deprecated (spec/ADAPTERS.md, "
                       f"\"Protocol versions\"); the runner speaks {PROTOCOL_VERSION}", file=sys.stderr)
             self.protocol = protocol

@@ -97,9 +97,7 @@ class Validator:
         every capability its steps need. Returns the observations the steps record."""
         vocab = vocabulary()
         defined: dict[str, set[str]] = {kind: set() for kind in NAME_KINDS}
-        needed: set[str] = set()
         for path, name, body in walk_steps(case.data.get("steps")):
-            needed |= vocab.needs(name, body)
             uses = vocab.name_uses(name, body, path)
             for use in uses:
                 if use.role == "references":
@@ -108,7 +106,7 @@ class Validator:
                 if use.role == "defines":
                     defined[use.kind].add(use.name)
         declared = case.data.get("needs") if isinstance(case.data.get("needs"), list) else []
-        missing = sorted(needed - set(declared) - {"fixtures"})
+        missing = sorted(vocab.program_needs(case.data.get("steps")) - set(declared) - {"fixtures"})
         if missing:
             self.error(case, case.file, "needs", f"the steps need {missing} (spec/CASES.md, \"Steps\"); "
                        f"the case declares {declared}")

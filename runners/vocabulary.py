@@ -59,6 +59,10 @@ class Vocabulary:
             kind: self._term(kind, s, self.steps["observe"].phase)
             for kind, s in observe["properties"].items() if kind != "as"}
         self.expectations: list[str] = list(self.defs["expectation"]["properties"])
+        # Steps whose `do` holds steps (the schema says `$ref: #/$defs/steps`).
+        self.nesting: tuple[str, ...] = tuple(
+            name for name, s in step_schemas.items()
+            if s.get("properties", {}).get("do", {}).get("$ref") == "#/$defs/steps")
 
     @staticmethod
     def _term(name: str, schema: dict[str, Any], default_phase: str) -> Term:
@@ -166,18 +170,8 @@ def walk_steps(steps: Any, path: str = "steps") -> Iterator[tuple[str, str, dict
             (name, body), = step.items()
             if isinstance(body, dict):
                 yield f"{path}[{i}].{name}", name, body
-                if isinstance(body.get("do"), list) and name in NESTING_STEPS:
+                if isinstance(body.get("do"), list) and name in vocabulary().nesting:
                     yield from walk_steps(body["do"], f"{path}[{i}].{name}.do")
-
-
-def _nesting_steps() -> tuple[str, ...]:
-    """Steps whose `do` holds steps (the schema says `$ref: #/$defs/steps`)."""
-    steps = schemas.document(CASE_SCHEMA)["$defs"]["step"]["properties"]
-    return tuple(name for name, s in steps.items()
-                 if s.get("properties", {}).get("do", {}).get("$ref") == "#/$defs/steps")
-
-
-NESTING_STEPS = _nesting_steps()
 
 
 def step_at(steps: Any, index_path: str) -> tuple[str, Any] | None:

@@ -7,11 +7,12 @@ import unittest
 from pathlib import Path
 
 from ccts_common import schemas
+from runners.execute import default_adapter
 from runners.session import JUDGE_FIELDS, RankGroup
 from runners.suite import PROTOCOL_VERSION, ROOT, Case, Suite, resolved_fixtures
 
 ADAPTERS_MD = ROOT / "spec" / "ADAPTERS.md"
-REFERENCE = Path(os.environ.get("CCTS_ADAPTER", ROOT / "build" / "reference" / "adapter" / "ccts-adapter"))
+REFERENCE = Path(os.environ.get("CCTS_ADAPTER") or default_adapter())
 DEFINITIONS = {(">", "hello"): "runner_hello", ("<", "hello"): "adapter_hello", (">", "run"): "run",
                ("<", "result"): "result", (">", "bye"): "bye", ("<", "bye"): "bye"}
 

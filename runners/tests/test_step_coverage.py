@@ -12,12 +12,13 @@ import unittest
 from pathlib import Path
 
 from ccts_common import schemas
+from runners.execute import default_adapter
 from runners.session import RankGroup
 from runners.suite import ROOT, Case, Suite, resolved_fixtures
 from runners.validate import Validator
 from runners.vocabulary import Term, vocabulary
 
-REFERENCE = Path(os.environ.get("CCTS_ADAPTER", ROOT / "build" / "reference" / "adapter" / "ccts-adapter"))
+REFERENCE = Path(os.environ.get("CCTS_ADAPTER") or default_adapter())
 PYTORCH = f"{sys.executable} -m runners.adapters.pytorch"
 
 
@@ -66,8 +67,7 @@ class Coverage:
             capabilities = set(group.start(120)["capabilities"])
             for label, term in terms():
                 case = example_case(label, term)
-                replies = group.run_case({k: v for k, v in case.data.items() if k != "expect"},
-                                         resolved_fixtures(case, suite), 120)
+                replies = group.run_case(case.data, resolved_fixtures(case, suite), 120)
                 declared = set(case.needs) <= capabilities
                 for reply in replies:
                     error = reply["error"]
