@@ -1,10 +1,12 @@
 #include "builtin_apis.h"
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 
 #include <torch/torch.h>
 
+#include "ccts/distributed/device_mesh.h"
 #include "ccts/distributed/process_group.h"
 #include "ccts/errors.h"
 #include "ccts/fully_shard/fully_shard.h"
@@ -52,6 +54,34 @@ void check_kwargs(const json& kwargs, std::initializer_list<const char*> known, 
     for (const char* k : known) found = found || item.key() == k;
     if (!found) throw std::invalid_argument(api + "() got an unexpected keyword argument '" + item.key() + "'");
   }
+}
+
+// `mesh: {shape, names, dim}`: made once per session for each shape and
+// names, as a program makes its mesh once; `dim` takes its 1-D sub-mesh.
+std::shared_ptr<distributed::DeviceMesh> device_mesh(const json& spec) {
+  static std::map<std::string, std::shared_ptr<distributed::DeviceMesh>> meshes;
+  const std::vector<int64_t> shape = spec.at("shape").get<std::vector<int64_t>>();
+  const std::vector<std::string> names = spec.value("names", std::vector<std::string>{});
+  const std::string key = json({shape, names}).dump();
+  auto& mesh = meshes[key];
+  if (!mesh) mesh = distributed::DeviceMesh::init(distributed::default_process_group(), shape, names);
+  return spec.contains("dim") ? mesh->sub(spec["dim"].get<std::string>()) : mesh;
+}
+
+// `shard_placement_fn: {dim: d | largest}` (spec/fully_shard.md).
+std::function<std::optional<int64_t>(const torch::Tensor&)> shard_placement_fn(const json& spec) {
+  const json dim = spec.at("dim");
+  if (dim == "largest") {
+    return [](const torch::Tensor& p) -> std::optional<int64_t> {
+      const auto sizes = p.sizes();
+      return static_cast<int64_t>(std::max_element(sizes.begin(), sizes.end()) - sizes.begin());
+    };
+  }
+  const int64_t d = dim.get<int64_t>();
+  return [d](const torch::Tensor& p) -> std::optional<int64_t> {
+    if (d < -p.dim() || d >= p.dim()) return std::nullopt;
+    return d;
+  };
 }
 
 json layout_json(const torch::Tensor& t) {
@@ -123,25 +153,89 @@ void apply_builtin(const std::string& api, const json& to, const json& kwargs, c
     return;
   }
   if (api == "fully_shard") {
-    check_kwargs(kwargs, {"reshard_after_forward", "ignored_params"}, api);
+    check_kwargs(kwargs, {"reshard_after_forward", "ignored_params", "mesh", "shard_placement_fn"}, api);
     fully_shard::FullyShardOptions options;
     if (kwargs.contains("reshard_after_forward")) options.reshard_after_forward = python_value(kwargs["reshard_after_forward"]);
     for (const auto& ref : kwargs.value("ignored_params", json::array())) options.ignored_params.push_back(parameter_ref(ref, module_ref));
-    if (to.is_array()) throw Unsupported("fully_shard of a list of modules is not supported by ccts-reference");
-    fully_shard::fully_shard(module_ref(to), options);
+    if (kwargs.contains("mesh")) options.mesh = device_mesh(kwargs["mesh"]);
+    if (kwargs.contains("shard_placement_fn")) options.shard_dim = shard_placement_fn(kwargs["shard_placement_fn"]);
+    if (to.is_array()) {
+      composable::Modules modules;
+      for (const auto& ref : to) modules.push_back(module_ref(ref));
+      fully_shard::fully_shard(modules, options);
+    } else {
+      fully_shard::fully_shard(module_ref(to), options);
+    }
     return;
   }
   throw std::invalid_argument("no API named '" + api + "'");
 }
 
-void set_requires_gradient_sync(nn::Module& module, bool value) {
+void set_requires_gradient_sync(nn::Module& module, bool value, bool recurse) {
   if (fully_shard::fully_shard_state(module)) {
-    fully_shard::set_requires_gradient_sync(module, value);
+    fully_shard::set_requires_gradient_sync(module, value, recurse);
   } else if (auto state = replicate::replicate_state(module)) {
     state->set_requires_gradient_sync(value);
   } else {
     throw std::invalid_argument("'" + module.type_name() + "' object has no attribute 'set_requires_gradient_sync'");
   }
+}
+
+namespace {
+
+bool recurse_of(const json& body) { return body.value("recurse", true); }
+std::vector<std::shared_ptr<nn::Module>> modules_of(const json& refs, const ModuleRef& module_ref) {
+  std::vector<std::shared_ptr<nn::Module>> out;
+  for (const auto& ref : refs) out.push_back(module_ref(ref));
+  return out;
+}
+
+using MethodStep = void (*)(nn::Module& module, const json& body, const ModuleRef& module_ref);
+
+// FSDPModule's setters (spec/fully_shard.md): the step is the method, `value` its argument.
+const std::map<std::string, MethodStep>& method_steps() {
+  static const std::map<std::string, MethodStep> table = {
+      {"set_reshard_after_forward",
+       [](nn::Module& m, const json& b, const ModuleRef&) {
+         fully_shard::set_reshard_after_forward(m, python_value(b.at("value")), recurse_of(b));
+       }},
+      {"set_reshard_after_backward",
+       [](nn::Module& m, const json& b, const ModuleRef&) {
+         fully_shard::set_reshard_after_backward(m, b.at("value").get<bool>(), recurse_of(b));
+       }},
+      {"set_is_last_backward",
+       [](nn::Module& m, const json& b, const ModuleRef&) { fully_shard::set_is_last_backward(m, b.at("value").get<bool>()); }},
+      {"set_gradient_divide_factor",
+       [](nn::Module& m, const json& b, const ModuleRef&) {
+         fully_shard::set_gradient_divide_factor(m, b.at("value").get<double>());
+       }},
+      {"set_force_sum_reduction_for_comms",
+       [](nn::Module& m, const json& b, const ModuleRef&) {
+         fully_shard::set_force_sum_reduction_for_comms(m, b.at("value").get<bool>());
+       }},
+      {"set_modules_to_forward_prefetch",
+       [](nn::Module& m, const json& b, const ModuleRef& ref) {
+         fully_shard::set_modules_to_forward_prefetch(m, modules_of(b.at("modules"), ref));
+       }},
+      {"set_modules_to_backward_prefetch",
+       [](nn::Module& m, const json& b, const ModuleRef& ref) {
+         fully_shard::set_modules_to_backward_prefetch(m, modules_of(b.at("modules"), ref));
+       }},
+  };
+  return table;
+}
+
+}  // namespace
+
+bool run_method_step(const std::string& step, const json& body, const ModuleRef& module_ref) {
+  auto it = method_steps().find(step);
+  if (it == method_steps().end()) return false;
+  auto module = module_ref(body.at("model"));
+  if (!fully_shard::fully_shard_state(*module)) {
+    throw std::invalid_argument("'" + module->type_name() + "' object has no attribute '" + step + "'");
+  }
+  it->second(*module, body, module_ref);
+  return true;
 }
 
 void unshard(nn::Module& module) { fully_shard::unshard(module); }
@@ -194,6 +288,14 @@ json observe_parameter_layout(const json& ref, const ModuleRef& module_ref) {
   return layouts(module_ref(ref)->named_parameters());
 }
 
+json observe_grad_layout(const json& ref, const ModuleRef& module_ref) {
+  nn::NamedTensors grads;
+  for (const auto& [fqn, p] : module_ref(ref)->named_parameters()) {
+    if (p.grad().defined()) grads.emplace_back(fqn, p.grad());
+  }
+  return layouts(grads);
+}
+
 json observe_state_dict_layout(const json& ref, const ModuleRef& module_ref) {
   return layouts(module_ref(ref)->state_dict("", true));
 }
@@ -236,6 +338,7 @@ const std::map<std::string, Observer>& observers() {
       {"grad_storage_groups", &observe_grad_storage_groups},
       {"parameter_layout", &observe_parameter_layout},
       {"state_dict_layout", &observe_state_dict_layout},
+      {"grad_layout", &observe_grad_layout},
       {"parameter_shapes", &observe_parameter_shapes},
       {"full_parameters", &observe_full_parameters},
       {"managed_parameters", &observe_managed_parameters},

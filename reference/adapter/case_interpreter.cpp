@@ -115,6 +115,7 @@ class CaseRun {
         {"set_requires_grad", &CaseRun::step_set_requires_grad},
         {"raises", &CaseRun::step_raises},
         {"repeat", &CaseRun::step_repeat},
+        {"count_collectives", &CaseRun::step_count_collectives},
         {"observe", &CaseRun::step_observe},
         {"define_api", &CaseRun::step_define_api},
         {"apply", &CaseRun::step_apply},
@@ -136,8 +137,11 @@ class CaseRun {
   void run_step(const std::string& name, const json& body, const std::string& path) {
     const auto& handlers = step_handlers();
     auto it = handlers.find(name);
-    if (it == handlers.end()) throw Unsupported("step '" + name + "' is not supported by " + kName);
-    (this->*(it->second))(body, path);
+    if (it != handlers.end()) {
+      (this->*(it->second))(body, path);
+    } else if (!run_method_step(name, body, [this](const json& r) { return module_ref(r); })) {
+      throw Unsupported("step '" + name + "' is not supported by " + kName);
+    }
   }
 
   void step_build(const json& body, const std::string&) {
@@ -201,7 +205,7 @@ class CaseRun {
 
   // Methods replicate and fully_shard add to a module (builtin_apis.cpp).
   void step_set_requires_gradient_sync(const json& body, const std::string&) {
-    set_requires_gradient_sync(model(body.at("model")), body.at("value").get<bool>());
+    set_requires_gradient_sync(model(body.at("model")), body.at("value").get<bool>(), body.value("recurse", true));
   }
   void step_unshard(const json& body, const std::string&) { unshard(model(body.at("model"))); }
   void step_register_comm_hook(const json& body, const std::string&) {
@@ -247,6 +251,16 @@ class CaseRun {
       run_steps(body.at("do"), path + ".do");
     }
     step_index_ = outer;
+  }
+
+  // The collectives `do` issued, from the process groups' counters.
+  void step_count_collectives(const json& body, const std::string& path) {
+    const distributed::CollectiveCounts before = distributed::collective_counts();
+    run_steps(body.at("do"), path + ".do");
+    const distributed::CollectiveCounts after = distributed::collective_counts();
+    observations_[body.at("as").get<std::string>()] = json_value({{"all_gather", after.all_gather - before.all_gather},
+                                                                  {"reduce_scatter", after.reduce_scatter - before.reduce_scatter},
+                                                                  {"all_reduce", after.all_reduce - before.all_reduce}});
   }
 
   void step_define_api(const json& body, const std::string&) {

@@ -41,10 +41,23 @@ MUTANTS = {
     "fsdp_never_reshards": ("fully_shard", {"fully_shard.reshard.after_forward_per_setting",
                                             "fully_shard.reshard.root_false_explicit_true"}),
     "fsdp_any_root": ("fully_shard", {"fully_shard.root.child_forward_first"}),
+    "shard_placement_ignored": ("fully_shard", {"fully_shard.placement.dim1_layout",
+                                                "fully_shard.placement.dim1_local_shapes_ws2",
+                                                "fully_shard.placement.largest_dim",
+                                                "fully_shard.placement.negative_dim",
+                                                "fully_shard.placement.uneven_dim1_rejected"}),
+    "divide_factor_ignored": ("fully_shard", {"fully_shard.methods.gradient_divide_factor_one_rank",
+                                              "fully_shard.methods.gradient_divide_factor_forced_sum_one_rank"}),
+    "hsdp_replicas_ignored": ("fully_shard", {"fully_shard.mesh.hsdp_layout", "fully_shard.mesh.hsdp_trains_like_local",
+                                              "fully_shard.mesh.hsdp_collectives"}),
+    "mesh_unchecked": ("fully_shard", {"fully_shard.mesh.three_dims_rejected",
+                                       "fully_shard.mesh.two_dims_without_names_rejected"}),
+    "sub_mesh_is_world": ("fully_shard", {"fully_shard.mesh.sub_mesh_one_dim"}),
 }
 # Mutants whose effect needs more than one rank.
 WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignored": "4", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
-               "shard_round_down": "2"}
+               "shard_round_down": "2", "shard_placement_ignored": "2", "hsdp_replicas_ignored": "4",
+               "mesh_unchecked": "4", "sub_mesh_is_world": "4"}
 
 
 @unittest.skipUnless(Path(ADAPTER).exists(), f"the reference adapter is not built ({ADAPTER})")

@@ -13,7 +13,12 @@
 // even without find_unused_parameters), replicate_group_ignored (the
 // process_group kwarg is dropped for the world);
 // shard_round_down (floor(rows / world) rows per rank), fsdp_never_reshards,
-// fsdp_any_root (every module that runs forward first is a root).
+// fsdp_any_root (every module that runs forward first is a root),
+// shard_placement_ignored (shard_placement_fn dropped: every parameter on
+// dim 0), divide_factor_ignored (set_gradient_divide_factor dropped),
+// hsdp_replicas_ignored (a 2-D mesh's replicate dim dropped: no all-reduce),
+// mesh_unchecked (3-D meshes and 2-D meshes without names accepted),
+// sub_mesh_is_world (mesh[dim] is the whole world).
 #include <cstdlib>
 #include <string>
 

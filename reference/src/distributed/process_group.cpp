@@ -1,5 +1,7 @@
 #include "ccts/distributed/process_group.h"
 
+#include <algorithm>
+
 #include <chrono>
 #include <cstdlib>
 #include <stdexcept>
@@ -163,6 +165,29 @@ ProcessGroup::ProcessGroup(c10::intrusive_ptr<c10d::Store> store, int rank, int 
 
 ProcessGroup::~ProcessGroup() = default;
 
+namespace {
+CollectiveCounts& counts() {
+  static CollectiveCounts c;
+  return c;
+}
+}  // namespace
+
+CollectiveCounts collective_counts() { return counts(); }
+
+std::shared_ptr<ProcessGroup> ProcessGroup::new_group_of(const std::vector<std::vector<int>>& partition) {
+  const int call = subgroups_made_++;
+  for (std::size_t index = 0; index < partition.size(); ++index) {
+    const auto& ranks = partition[index];
+    auto at = std::find(ranks.begin(), ranks.end(), rank_);
+    if (at == ranks.end()) continue;
+    auto store = c10::make_intrusive<c10d::PrefixStore>(
+        "ccts_subgroups_" + std::to_string(call) + "_" + std::to_string(index) + "/", store_);
+    return std::shared_ptr<ProcessGroup>(new ProcessGroup(store, static_cast<int>(at - ranks.begin()),
+                                                          static_cast<int>(ranks.size()), backend_, master_addr_));
+  }
+  throw std::invalid_argument("new_group_of: rank " + std::to_string(rank_) + " is in none of the groups");
+}
+
 std::shared_ptr<ProcessGroup> ProcessGroup::new_subgroup(int group_size) {
   if (group_size <= 0) {
     throw std::invalid_argument("The arg 'group_size' (" + std::to_string(group_size) + ") must be positive");
@@ -175,11 +200,9 @@ std::shared_ptr<ProcessGroup> ProcessGroup::new_subgroup(int group_size) {
     throw std::invalid_argument("The world size (" + std::to_string(size_) + ") must be divisible by 'group_size=" +
                                 std::to_string(group_size) + "'");
   }
-  const int index = rank_ / group_size;
-  auto store = c10::make_intrusive<c10d::PrefixStore>(
-      "ccts_subgroups_" + std::to_string(subgroups_made_++) + "_" + std::to_string(index) + "/", store_);
-  return std::shared_ptr<ProcessGroup>(
-      new ProcessGroup(store, rank_ % group_size, group_size, backend_, master_addr_));
+  std::vector<std::vector<int>> partition(size_ / group_size);
+  for (int r = 0; r < size_; ++r) partition[r / group_size].push_back(r);
+  return new_group_of(partition);
 }
 
 std::vector<std::string> ProcessGroup::available_backends() {
@@ -253,6 +276,7 @@ std::shared_ptr<Work> ProcessGroup::all_reduce_async(torch::Tensor& tensor, Redu
   c10d::AllreduceOptions opts;
   opts.reduceOp = native_op(op);
   auto work = native_->allreduce(tensors, opts);
+  ++counts().all_reduce;
   return std::make_shared<Work>(std::move(work), dense, tensor, op == ReduceOp::Avg ? size_ : 1);
 }
 
@@ -267,6 +291,7 @@ std::vector<torch::Tensor> ProcessGroup::all_gather(const torch::Tensor& tensor)
   for (int r = 0; r < size_; ++r) outputs[0].push_back(torch::empty_like(input));
   std::vector<torch::Tensor> inputs{input};
   native_->allgather(outputs, inputs)->wait();
+  ++counts().all_gather;
   return outputs[0];
 }
 
@@ -306,6 +331,7 @@ torch::Tensor ProcessGroup::reduce_scatter(const torch::Tensor& input, ReduceOp 
     native_->allreduce(tensors, opts)->wait();
     out = full.narrow(0, rank_ * chunk, chunk).clone();
   }
+  ++counts().reduce_scatter;
   if (op == ReduceOp::Avg) out.div_(size_);
   return out;
 }

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "ccts/distributed/process_group.h"
+#include "ccts/errors.h"
 #include "ccts/mutants.h"
 #include "ccts/nn/grad_hooks.h"
 #include "sharded_registry.h"
@@ -16,33 +17,52 @@ int64_t ShardRule::rows_of(int rank) const {
 }
 
 FSDPParam::FSDPParam(nn::Module* module, std::string name, const torch::Tensor& original,
-                     std::shared_ptr<distributed::ProcessGroup> group)
+                     std::shared_ptr<distributed::ProcessGroup> group, int64_t shard_dim, bool replicated)
     : module_(module),
       name_(std::move(name)),
       group_(std::move(group)),
       rank_(group_->rank()),
-      requires_grad_(original.requires_grad()) {
+      requires_grad_(original.requires_grad()),
+      replicated_(replicated) {
   torch::NoGradGuard no_grad;
   const int world = group_->size();
   const int rank = rank_;
   global_shape_ = original.sizes().vec();
-  rule_.rows = original.size(0);
+  rule_.dim = shard_dim;
+  rule_.rows = original.size(shard_dim);
   rule_.chunk = (rule_.rows + world - 1) / world;
   // A wrong rule for the self-test: floor(rows / world) rows per rank.
   if (mutant("shard_round_down")) rule_.chunk = std::max<int64_t>(1, rule_.rows / world);
-  inner_ = rule_.rows == 0 ? 0 : original.numel() / rule_.rows;
   std::vector<int64_t> padded_shape = global_shape_;
-  padded_shape[0] = rule_.chunk;
+  padded_shape[shard_dim] = rule_.chunk;
   // Every rank's storage has rank 0's size; the shard sits at its front.
   padded_ = torch::zeros(padded_shape, original.options().requires_grad(false));
   const int64_t rows = rule_.rows_of(rank);
-  if (rows > 0) padded_.narrow(0, 0, rows).copy_(original.detach().narrow(0, rule_.start_of(rank), rows));
-  sharded_ = padded_.narrow(0, 0, rows).detach().requires_grad_(requires_grad_);
-  detail::mark_sharded(sharded_, ShardedLayout{global_shape_, {"Shard(0)"}}, gatherer());
+  if (rows > 0) {
+    padded_.narrow(shard_dim, 0, rows).copy_(original.detach().narrow(shard_dim, rule_.start_of(rank), rows));
+  }
+  sharded_ = padded_.narrow(shard_dim, 0, rows).detach().requires_grad_(requires_grad_);
+  detail::mark_sharded(sharded_, ShardedLayout{global_shape_, placements("Shard(" + std::to_string(shard_dim) + ")")},
+                       gatherer());
   unsharded_ = torch::empty(global_shape_, original.options().requires_grad(false));
   free_unsharded();
   unsharded_.requires_grad_(requires_grad_);
   register_on_module(sharded_);
+}
+
+std::vector<std::string> FSDPParam::placements(const std::string& shard) const {
+  if (replicated_) return {"Replicate()", shard};
+  return {shard};
+}
+
+std::vector<int64_t> FSDPParam::shard_shape(int rank) const {
+  std::vector<int64_t> shape = global_shape_;
+  shape[rule_.dim] = rule_.rows_of(rank);
+  return shape;
+}
+
+bool FSDPParam::owns(const torch::Tensor& t) const {
+  return t.is_same(sharded_) || t.is_same(unsharded_) || (post_forward_.defined() && t.is_same(post_forward_));
 }
 
 void FSDPParam::register_on_module(const torch::Tensor& tensor) {
@@ -64,6 +84,7 @@ void FSDPParam::to_sharded() {
 void FSDPParam::to_unsharded() { register_on_module(unsharded_); }
 
 void FSDPParam::to_sharded_post_forward(int group_size) {
+  if (rule_.dim != 0) throw Unsupported("an integer reshard_after_forward with a shard dim other than 0 is not supported by ccts-reference");
   torch::NoGradGuard no_grad;
   const int64_t chunk = (rule_.rows + group_size - 1) / group_size;
   const int64_t start = std::min<int64_t>(rule_.rows, (rank_ % group_size) * chunk);
@@ -96,31 +117,60 @@ void FSDPParam::copy_out(const std::vector<torch::Tensor>& gathered, int64_t off
   torch::NoGradGuard no_grad;
   // Written through an alias with its own version counter: the gather must
   // not look like an in-place change to tensors autograd saved.
-  torch::Tensor target = torch::from_blob(unsharded_.data_ptr(), {unsharded_.numel()},
-                                          unsharded_.options().requires_grad(false));
+  torch::Tensor target = torch::from_blob(unsharded_.data_ptr(), global_shape_, unsharded_.options().requires_grad(false));
+  const std::vector<int64_t> padded_shape = padded_.sizes().vec();
   for (int r = 0; r < static_cast<int>(gathered.size()); ++r) {
     const int64_t rows = rule_.rows_of(r);
     if (rows == 0) continue;
-    target.narrow(0, rule_.start_of(r) * inner_, rows * inner_).copy_(gathered[r].narrow(0, offset, rows * inner_));
+    torch::Tensor shard = gathered[r].narrow(0, offset, padded_.numel()).view(padded_shape).narrow(rule_.dim, 0, rows);
+    target.narrow(rule_.dim, rule_.start_of(r), rows).copy_(shard);
   }
+}
+
+void FSDPParam::copy_in_rows(const torch::Tensor& full, int rank, torch::Tensor block) const {
+  const int64_t rows = rule_.rows_of(rank);
+  if (rows == 0) return;
+  torch::Tensor rows_of_rank = full.narrow(rule_.dim, rule_.start_of(rank), rows);
+  block.narrow(0, 0, rows_of_rank.numel()).view(shard_shape(rank)).copy_(rows_of_rank);
 }
 
 // The global value from every rank's padded shard; it holds what it needs,
 // so a registered tensor may outlive its FSDPParam.
-detail::FullTensorFn FSDPParam::gatherer() const {
-  return [padded = padded_, rule = rule_, group = group_] {
+detail::FullTensorFn FSDPParam::gatherer() const { return gatherer_of(padded_); }
+
+// `padded` is this rank's storage-shaped tensor (rank 0's chunk on the shard dim).
+detail::FullTensorFn FSDPParam::gatherer_of(const torch::Tensor& padded) const {
+  return [padded, rule = rule_, group = group_] {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> shards =
         group->size() == 1 ? std::vector<torch::Tensor>{padded} : group->all_gather(padded);
     std::vector<torch::Tensor> rows;
-    for (int r = 0; r < static_cast<int>(shards.size()); ++r) rows.push_back(shards[r].narrow(0, 0, rule.rows_of(r)));
-    return torch::cat(rows, 0);
+    for (int r = 0; r < static_cast<int>(shards.size()); ++r) rows.push_back(shards[r].narrow(rule.dim, 0, rule.rows_of(r)));
+    return torch::cat(rows, rule.dim);
   };
 }
 
+// A sharded gradient is a DTensor like its parameter: same layout (grad_layout).
+void FSDPParam::mark_sharded_grad(const torch::Tensor& grad) const {
+  torch::Tensor padded = torch::zeros(padded_.sizes(), grad.options());
+  padded.narrow(rule_.dim, 0, grad.size(rule_.dim)).copy_(grad);
+  const std::optional<ShardedLayout> layout = sharded_layout(sharded_);
+  detail::mark_sharded(grad, layout.value_or(ShardedLayout{global_shape_, placements("Shard(0)")}), gatherer_of(padded));
+}
+
 FSDPParamGroup::FSDPParamGroup(std::vector<std::unique_ptr<FSDPParam>> params,
-                               std::shared_ptr<distributed::ProcessGroup> group)
-    : params_(std::move(params)), group_(std::move(group)) {}
+                               std::shared_ptr<distributed::ProcessGroup> group,
+                               std::shared_ptr<distributed::ProcessGroup> replicate_group)
+    : params_(std::move(params)), group_(std::move(group)), replicate_group_(std::move(replicate_group)) {}
+
+bool FSDPParamGroup::owns(const torch::Tensor& t) const {
+  return std::any_of(params_.begin(), params_.end(), [&](const auto& p) { return p->owns(t); });
+}
+
+void FSDPParamGroup::pre_backward() {
+  owes_post_backward_ = true;
+  unshard();
+}
 
 void FSDPParamGroup::install_grad_hooks() {
   std::weak_ptr<FSDPParamGroup> weak = weak_from_this();
@@ -184,16 +234,18 @@ void FSDPParamGroup::on_grad_accumulated() {
 
 void FSDPParamGroup::post_backward() {
   torch::NoGradGuard no_grad;
+  owes_post_backward_ = false;
+  const bool reshard_now = reshard_after_backward && !mutant("fsdp_never_reshards");
   if (!reduce_grads) {
     // No sync: the unsharded gradients stay and keep accumulating.
-    if (!mutant("fsdp_never_reshards")) reshard();
+    if (reshard_now) reshard();
     return;
   }
   std::vector<FSDPParam*> with_grad;
   for (auto& p : params_) {
     if (p->unsharded().grad().defined()) with_grad.push_back(p.get());
   }
-  if (!mutant("fsdp_never_reshards")) reshard();
+  if (reshard_now) reshard();
   if (with_grad.empty()) return;
   const int world = group_->size();
   int64_t per_rank = 0;
@@ -202,30 +254,49 @@ void FSDPParamGroup::post_backward() {
   torch::Tensor input = torch::zeros({world, per_rank}, with_grad.front()->unsharded().grad().options());
   int64_t offset = 0;
   for (FSDPParam* p : with_grad) {
-    const torch::Tensor grad = p->unsharded().grad().reshape({-1});
-    for (int r = 0; r < world; ++r) {
-      const int64_t rows = p->rule().rows_of(r);
-      if (rows == 0) continue;
-      input[r].narrow(0, offset, rows * p->inner()).copy_(grad.narrow(0, p->rule().start_of(r) * p->inner(), rows * p->inner()));
-    }
+    for (int r = 0; r < world; ++r) p->copy_in_rows(p->unsharded().grad(), r, input[r].narrow(0, offset, p->padded().numel()));
     offset += p->padded().numel();
   }
-  const auto op = mutant("grad_sum") ? distributed::ReduceOp::Sum : distributed::ReduceOp::Avg;
-  torch::Tensor reduced = world == 1 ? input[0] : group_->reduce_scatter(input.reshape({-1}), op);
+  torch::Tensor reduced = reduce(input);
   offset = 0;
   for (FSDPParam* p : with_grad) {
-    const int64_t rows = p->rule().rows_of(group_->rank());
-    std::vector<int64_t> shape = p->sharded().sizes().vec();
-    torch::Tensor shard = reduced.narrow(0, offset, rows * p->inner()).reshape(shape).clone();
+    const std::vector<int64_t> shape = p->shard_shape(group_->rank());
+    const int64_t numel = p->sharded().numel();
+    torch::Tensor shard = reduced.narrow(0, offset, numel).view(shape).clone();
     torch::Tensor& grad = p->sharded().mutable_grad();
     if (grad.defined()) {
       grad.add_(shard);  // accumulate into the existing sharded gradient
     } else {
       grad = shard;
     }
+    p->mark_sharded_grad(grad);
     p->unsharded().mutable_grad() = torch::Tensor();
     offset += p->padded().numel();
   }
+}
+
+// [world, per_rank] blocks -> this rank's reduced block: the mean over the
+// shard ranks (then over the replicas, HSDP), or with a divide factor the
+// sum divided by it (FSDP-METHOD-004).
+torch::Tensor FSDPParamGroup::reduce(torch::Tensor input) {
+  const int world = group_->size();
+  const int replicas = replicate_group_ ? replicate_group_->size() : 1;
+  using distributed::ReduceOp;
+  if (!gradient_divide_factor) {
+    const auto op = mutant("grad_sum") ? ReduceOp::Sum : ReduceOp::Avg;
+    torch::Tensor reduced = world == 1 ? input[0] : group_->reduce_scatter(input.reshape({-1}), op);
+    if (replicate_group_) replicate_group_->all_reduce(reduced, op);
+    return reduced;
+  }
+  const double factor = *gradient_divide_factor;
+  // FSDP2 divides inside the collective with ReduceOp.PREMUL_SUM, which Gloo
+  // lacks, unless the factor is the shard size (AVG) or sums are forced.
+  if (world > 1 && !force_sum_reduction && factor != world && group_->backend() == "gloo") {
+    throw std::runtime_error("Cannot use ReduceOp.PREMUL_SUM with Gloo");
+  }
+  torch::Tensor reduced = world == 1 ? input[0].clone() : group_->reduce_scatter(input.reshape({-1}), ReduceOp::Sum);
+  if (replicate_group_ && replicas > 1) replicate_group_->all_reduce(reduced, ReduceOp::Sum);
+  return reduced.div_(factor);
 }
 
 }  // namespace ccts::fully_shard

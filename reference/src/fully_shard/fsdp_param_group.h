@@ -16,9 +16,11 @@
 
 namespace ccts::fully_shard {
 
-// torch.chunk on dim 0: `chunk` rows per rank until they run out, then empty shards.
+// torch.chunk on the shard dim: `chunk` rows per rank until they run out,
+// then empty shards ("rows" are slices along that dim).
 struct ShardRule {
-  int64_t rows = 0;   // global dim 0
+  int64_t dim = 0;
+  int64_t rows = 0;   // the global size of dim
   int64_t chunk = 0;  // ceil(rows / world)
   int64_t rows_of(int rank) const;
   int64_t start_of(int rank) const { return static_cast<int64_t>(rank) * chunk; }
@@ -26,8 +28,10 @@ struct ShardRule {
 
 class FSDPParam {
  public:
+  // `shard_dim` is non-negative; `replicated` adds a leading Replicate()
+  // placement (HSDP: the shard group is one replica of several).
   FSDPParam(nn::Module* module, std::string name, const torch::Tensor& original,
-            std::shared_ptr<distributed::ProcessGroup> group);
+            std::shared_ptr<distributed::ProcessGroup> group, int64_t shard_dim, bool replicated);
 
   void to_sharded();
   void to_unsharded();
@@ -35,16 +39,23 @@ class FSDPParam {
   // chunks, placed (Replicate(), Shard(0)) on the (world / k, k) mesh.
   void to_sharded_post_forward(int group_size);
 
-  // Copies the ranks' padded shards (gathered[r]) into the unsharded
-  // parameter, allocating its storage first.
+  // Copies the ranks' padded shards (gathered[r], flat, from `offset`) into
+  // the unsharded parameter, allocating its storage first.
   void copy_out(const std::vector<torch::Tensor>& gathered, int64_t offset);
+  // Rank r's rows of a full-size tensor (a gradient) into `block`, flat.
+  void copy_in_rows(const torch::Tensor& full, int rank, torch::Tensor block) const;
   void free_unsharded();
+  // Registers a sharded gradient with the parameter's layout.
+  void mark_sharded_grad(const torch::Tensor& grad) const;
+  // Whether `t` is one of the tensors this parameter registers on its module.
+  bool owns(const torch::Tensor& t) const;
 
   const torch::Tensor& padded() const { return padded_; }
   const torch::Tensor& sharded() const { return sharded_; }
   const torch::Tensor& unsharded() const { return unsharded_; }
-  int64_t inner() const { return inner_; }
   const ShardRule& rule() const { return rule_; }
+  // The shape of rank r's shard.
+  std::vector<int64_t> shard_shape(int rank) const;
   bool requires_grad() const { return requires_grad_; }
   // Runs on_accumulated after each backward accumulates into the unsharded gradient.
   void hook_unsharded_grad(std::function<void()> on_accumulated);
@@ -52,17 +63,19 @@ class FSDPParam {
  private:
   void register_on_module(const torch::Tensor& tensor);
   detail::FullTensorFn gatherer() const;
+  detail::FullTensorFn gatherer_of(const torch::Tensor& padded) const;
   void allocate_unsharded();
+  std::vector<std::string> placements(const std::string& shard) const;
 
   nn::Module* module_;
   std::string name_;
   std::shared_ptr<distributed::ProcessGroup> group_;
   int rank_;
   bool requires_grad_;
+  bool replicated_;
   ShardRule rule_;
-  int64_t inner_ = 1;  // elements per row
   std::vector<int64_t> global_shape_;
-  torch::Tensor padded_;     // [chunk, ...]: this rank's storage
+  torch::Tensor padded_;     // this rank's storage: rank 0's chunk on the shard dim
   torch::Tensor sharded_;    // the registered parameter: padded_'s first rows_of(rank) rows
   torch::Tensor unsharded_;  // the global parameter; storage only while gathered
   torch::Tensor post_forward_;
@@ -73,28 +86,43 @@ class FSDPParamGroup : public std::enable_shared_from_this<FSDPParamGroup> {
  public:
   enum class PostForward { Reshard, Keep, ReshardToGroup };
 
-  FSDPParamGroup(std::vector<std::unique_ptr<FSDPParam>> params, std::shared_ptr<distributed::ProcessGroup> group);
+  // `replicate_group`: HSDP's other mesh dim, over which reduced gradients
+  // are all-reduced (mean); null for a 1-D mesh.
+  FSDPParamGroup(std::vector<std::unique_ptr<FSDPParam>> params, std::shared_ptr<distributed::ProcessGroup> group,
+                 std::shared_ptr<distributed::ProcessGroup> replicate_group);
   void install_grad_hooks();
 
   void unshard();   // one all-gather for the whole group
   void reshard();   // register shards, free the unsharded storage
   void post_forward();
+  void pre_backward();  // gathers, and marks the group as owing a post-backward
   // Reduce-scatters (averaged) the unsharded gradients into the sharded
-  // ones, or keeps them when gradient sync is off; then reshards.
+  // ones, or keeps them when gradient sync is off; then reshards (unless
+  // reshard_after_backward is off).
   void post_backward();
 
   bool is_unsharded() const { return unsharded_; }
+  // Whether this backward still owes the group its post-backward.
+  bool owes_post_backward() const { return owes_post_backward_ || (unsharded_ && reshard_after_backward); }
+  bool owns(const torch::Tensor& t) const;
   PostForward post_forward_mode = PostForward::Reshard;
   int post_forward_group_size = 0;
   bool reduce_grads = true;
+  bool reshard_after_backward = true;
+  std::optional<double> gradient_divide_factor;
+  bool force_sum_reduction = false;
   const std::vector<std::unique_ptr<FSDPParam>>& params() const { return params_; }
 
  private:
   void on_grad_accumulated();
 
   std::vector<std::unique_ptr<FSDPParam>> params_;
+  torch::Tensor reduce(torch::Tensor input);
+
   std::shared_ptr<distributed::ProcessGroup> group_;
+  std::shared_ptr<distributed::ProcessGroup> replicate_group_;
   bool unsharded_ = false;
+  bool owes_post_backward_ = false;
   std::mutex lock_;
   std::map<const void*, std::pair<int, int>> backward_counts_;  // backward -> (seen, expected)
 };

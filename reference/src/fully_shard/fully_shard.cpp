@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "ccts/distributed/device_mesh.h"
 #include "ccts/distributed/process_group.h"
 #include "ccts/errors.h"
 #include "ccts/mutants.h"
@@ -108,20 +109,33 @@ std::shared_ptr<composable::Contract> make_contract();
 
 class FSDPState : public composable::State {
  public:
-  nn::Module* module = nullptr;
+  std::vector<nn::Module*> modules;  // the call's modules (a list call has several)
   std::shared_ptr<FSDPParamGroup> group;
   std::optional<bool> is_root;  // decided at the first forward through it
   bool auto_reshard_after_forward = true;
+  bool is_last_backward = true;
   std::shared_ptr<StateContext> context;
-  std::optional<std::vector<std::string>> managed_fqns;
+  // Modules of this call whose forward has not run yet in this pass: the
+  // group reshards after the last of them.
+  std::unordered_set<const nn::Module*> modules_to_run;
+  std::vector<std::weak_ptr<FSDPState>> forward_prefetch, backward_prefetch;
 
   void lazy_init() {
     if (is_root) return;
     is_root = true;
+    if (modules.size() > 1) {
+      std::string reprs;
+      for (const nn::Module* m : modules) reprs += (reprs.empty() ? "" : ", ") + m->repr();
+      throw std::runtime_error("FSDP requires a single root module but got (" + reprs + ")");
+    }
     context = std::make_shared<StateContext>();
+    nn::Module* module = modules.front();
     for (const auto& [fqn, sub] : module->named_modules()) {
       auto state = fully_shard_state(*sub);
       if (!state) continue;
+      const bool seen = std::any_of(context->all_states.begin(), context->all_states.end(),
+                                    [&](const auto& weak) { return weak.lock() == state; });
+      if (seen) continue;  // a list call's state, met at its second module
       if (sub.get() != module && !mutant("fsdp_any_root")) {
         if (state->is_root) {
           throw ApiError("lazy_init", "FSDP state has already been lazily initialized for " + fqn +
@@ -137,13 +151,20 @@ class FSDPState : public composable::State {
     if (auto_reshard_after_forward && group) group->post_forward_mode = FSDPParamGroup::PostForward::Keep;
   }
 
-  void pre_forward() {
+  void pre_forward(const nn::Module& module) {
+    if (modules_to_run.empty()) modules_to_run.insert(modules.begin(), modules.end());
     lazy_init();
     if (group) group->unshard();
+    for (const auto& weak : forward_prefetch) {
+      if (auto target = weak.lock(); target && target->group) target->group->unshard();
+    }
+    (void)module;
   }
 
   // `self` is this state: the pre-backward hook holds it weakly.
-  void post_forward(const nn::Value& output, const std::shared_ptr<FSDPState>& self) {
+  void post_forward(const nn::Module& module, const nn::Value& output, const std::shared_ptr<FSDPState>& self) {
+    modules_to_run.erase(&module);
+    if (!modules_to_run.empty()) return;  // a list call reshards after its last module
     if (group) group->post_forward();
     std::vector<torch::Tensor> needs_grad;
     for (const auto& t : output.tensors()) {
@@ -164,12 +185,15 @@ class FSDPState : public composable::State {
         if (auto ctx = weak.lock()) {
           for (auto& weak_state : ctx->all_states) {
             auto state = weak_state.lock();
-            if (state && state->group && state->group->is_unsharded()) state->group->post_backward();
+            if (state && state->group && state->group->owes_post_backward()) state->group->post_backward();
           }
         }
       });
     }
-    if (group) group->unshard();
+    if (group) group->pre_backward();
+    for (const auto& weak : backward_prefetch) {
+      if (auto target = weak.lock(); target && target->group) target->group->unshard();
+    }
   }
 };
 
@@ -230,25 +254,66 @@ void check_reshard_after_forward(const std::optional<nn::Value>& value, int worl
   }
 }
 
+// The mesh's shard and replicate groups (FSDP-MESH-001..003).
+std::pair<std::shared_ptr<distributed::ProcessGroup>, std::shared_ptr<distributed::ProcessGroup>> mesh_groups(
+    const FullyShardOptions& options) {
+  if (!options.mesh) {
+    return {options.process_group ? options.process_group : distributed::default_process_group(), nullptr};
+  }
+  const distributed::DeviceMesh& mesh = *options.mesh;
+  const bool check = !mutant("mesh_unchecked");
+  if (check && mesh.ndim() != 1 && mesh.ndim() != 2) {
+    throw std::invalid_argument("fully_shard expects a 1D or 2D DeviceMesh but got " + mesh.repr());
+  }
+  if (mesh.ndim() == 1) return {mesh.group(0), nullptr};
+  if (check && mesh.names().empty()) throw AssertionError("Please init the 2D mesh for HSDP with mesh_dim_names specified");
+  return {mesh.group(1), mutant("hsdp_replicas_ignored") ? nullptr : mesh.group(0)};
+}
+
+std::string torch_size(const std::vector<int64_t>& shape) {
+  std::string out = "torch.Size([";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "])";
+}
+
+// shard_placement_fn's dim for a parameter, made non-negative and checked (FSDP-PLACE-001/002).
+int64_t shard_dim_of(const FullyShardOptions& options, const torch::Tensor& p, int world) {
+  std::optional<int64_t> chosen = options.shard_dim ? options.shard_dim(p) : std::nullopt;
+  if (!chosen || mutant("shard_placement_ignored")) return 0;
+  int64_t dim = *chosen;
+  if (dim < -p.dim() || dim >= p.dim()) {
+    throw AssertionError("Shard dim " + std::to_string(dim) + " is invalid for " + std::to_string(p.dim()) +
+                         "D tensor: " + torch_size(p.sizes().vec()));
+  }
+  if (dim < 0) dim += p.dim();
+  if (dim != 0 && p.size(dim) % world != 0) {
+    throw ApiError("not_implemented", "FSDP does not support uneven sharding on dim " + std::to_string(dim) + ": " +
+                                          torch_size(p.sizes().vec()) + " (world size: " + std::to_string(world) + ")");
+  }
+  return dim;
+}
+
 composable::Contract::Body fully_shard_body(FullyShardOptions options) {
-  return [options](const composable::Modules& input, bool is_list) -> std::optional<composable::Contract::Returned> {
-    if (is_list) throw Unsupported("fully_shard of a list of modules is not supported by ccts-reference");
-    const std::shared_ptr<nn::Module>& module = input.front();
-    if (dynamic_cast<nn::ModuleList*>(module.get()) || dynamic_cast<nn::ModuleDict*>(module.get())) {
-      throw std::invalid_argument("fully_shard does not support containers that do not implement forward: " +
-                                  module->repr());
+  return [options](const composable::Modules& input, bool) -> std::optional<composable::Contract::Returned> {
+    for (const auto& module : input) {
+      if (dynamic_cast<nn::ModuleList*>(module.get()) || dynamic_cast<nn::ModuleDict*>(module.get())) {
+        throw std::invalid_argument("fully_shard does not support containers that do not implement forward: " +
+                                    module->repr());
+      }
     }
-    auto group = options.process_group ? options.process_group : distributed::default_process_group();
+    auto [group, replicate_group] = mesh_groups(options);
     check_reshard_after_forward(options.reshard_after_forward, group->size());
-    auto state = fully_shard_state(*module);
-    state->module = module.get();
+    auto state = fully_shard_state(*input.front());
+    for (const auto& module : input) state->modules.push_back(module.get());
     state->auto_reshard_after_forward = !options.reshard_after_forward.has_value();
 
     std::unordered_set<const void*> ignored;
     for (const auto& p : options.ignored_params) ignored.insert(p.unsafeGetTensorImpl());
     std::unordered_set<const nn::Module*> visited;
     std::vector<nn::Module*> modules;
-    managed_modules(*module, true, visited, modules);
+    for (const auto& module : input) {
+      if (!visited.count(module.get())) managed_modules(*module, true, visited, modules);
+    }
     // _get_managed_states: each managed module's own parameters, once each.
     std::vector<std::pair<nn::Module*, std::string>> owned;
     std::unordered_set<const void*> seen;
@@ -263,16 +328,14 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
       }
     }
     if (!owned.empty()) {
-      std::vector<std::string> fqns;
-      for (const auto& [fqn, p] : module->named_parameters()) {
-        if (seen.count(p.unsafeGetTensorImpl()) && !ignored.count(p.unsafeGetTensorImpl())) fqns.push_back(fqn);
-      }
-      state->managed_fqns = fqns;
+      std::vector<int64_t> dims;
+      for (const auto& [m, name] : owned) dims.push_back(shard_dim_of(options, m->parameter(name), group->size()));
       std::vector<std::unique_ptr<FSDPParam>> params;
-      for (const auto& [m, name] : owned) {
-        params.push_back(std::make_unique<FSDPParam>(m, name, m->parameter(name), group));
+      for (std::size_t i = 0; i < owned.size(); ++i) {
+        const auto& [m, name] = owned[i];
+        params.push_back(std::make_unique<FSDPParam>(m, name, m->parameter(name), group, dims[i], replicate_group != nullptr));
       }
-      state->group = std::make_shared<FSDPParamGroup>(std::move(params), group);
+      state->group = std::make_shared<FSDPParamGroup>(std::move(params), group, replicate_group);
       state->group->install_grad_hooks();
       set_post_forward(*state->group, options.reshard_after_forward, group->size());
       // state_dict() and load_state_dict() see the shards (FSDP2's state-dict pre-hooks).
@@ -287,16 +350,18 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
         m->register_load_state_dict_pre_hook(to_sharded).detach();
       }
     }
-    module->register_forward_pre_hook([state](nn::Module&, const nn::Args&, const nn::Kwargs&) {
-      state->pre_forward();
-      return std::optional<nn::ForwardPreResult>();
-    }).detach();
-    module->register_forward_hook([state](nn::Module&, const nn::Args&, const nn::Kwargs&, const nn::Value& out) {
-      state->post_forward(out, state);
-      return std::optional<nn::Value>();
-    }).detach();
-    module->set_type_name("FSDP" + module->type_name());
-    module->forbid_deep_copy(kDeepCopyError);
+    for (const auto& module : input) {
+      module->register_forward_pre_hook([state](nn::Module& m, const nn::Args&, const nn::Kwargs&) {
+        state->pre_forward(m);
+        return std::optional<nn::ForwardPreResult>();
+      }).detach();
+      module->register_forward_hook([state](nn::Module& m, const nn::Args&, const nn::Kwargs&, const nn::Value& out) {
+        state->post_forward(m, out, state);
+        return std::optional<nn::Value>();
+      }).detach();
+      module->set_type_name("FSDP" + module->type_name());
+      module->forbid_deep_copy(kDeepCopyError);
+    }
     return std::nullopt;
   };
 }
@@ -316,11 +381,27 @@ std::shared_ptr<nn::Module> fully_shard(const std::shared_ptr<nn::Module>& modul
   return fully_shard_contract().call({module}, false, fully_shard_body(std::move(options))).modules.front();
 }
 
+composable::Modules fully_shard(const composable::Modules& modules, FullyShardOptions options) {
+  return fully_shard_contract().call(modules, true, fully_shard_body(std::move(options))).modules;
+}
+
 namespace {
 FSDPState& state_of(const nn::Module& module) {
   auto state = fully_shard_state(module);
   if (!state) throw std::invalid_argument("'" + module.type_name() + "' object has no attribute 'unshard'");
   return *state;
+}
+
+// Python's type(value).__name__ for the values a case can pass.
+std::string python_type(const nn::Value& value) {
+  switch (value.kind()) {
+    case nn::Value::Kind::None: return "NoneType";
+    case nn::Value::Kind::Int: return "int";
+    case nn::Value::Kind::Bool: return "bool";
+    case nn::Value::Kind::Double: return "float";
+    case nn::Value::Kind::String: return "str";
+    default: return "list";
+  }
 }
 }  // namespace
 
@@ -334,20 +415,92 @@ void reshard(nn::Module& module) {
   if (state.group) state.group->reshard();
 }
 
+namespace {
+
+// The module's state, and with `recurse` those of every fully_shard module inside it.
+std::vector<std::shared_ptr<FSDPState>> states_of(nn::Module& module, bool recurse) {
+  std::vector<std::shared_ptr<FSDPState>> states{fully_shard_state(module)};
+  if (recurse) {
+    for (const auto& [fqn, sub] : module.named_modules()) {
+      auto state = fully_shard_state(*sub);
+      if (state && std::find(states.begin(), states.end(), state) == states.end()) states.push_back(state);
+    }
+  }
+  return states;
+}
+
+}  // namespace
+
 void set_requires_gradient_sync(nn::Module& module, bool requires_gradient_sync, bool recurse) {
   state_of(module);
-  std::vector<nn::Module*> targets{&module};
-  if (recurse) {
-    for (const auto& [fqn, sub] : module.named_modules()) targets.push_back(sub.get());
-  }
-  for (nn::Module* m : targets) {
-    auto state = fully_shard_state(*m);
-    if (state && state->group) state->group->reduce_grads = requires_gradient_sync;
+  for (const auto& state : states_of(module, recurse)) {
+    if (state->group) state->group->reduce_grads = requires_gradient_sync;
   }
 }
 
+void set_reshard_after_forward(nn::Module& module, const nn::Value& value, bool recurse) {
+  state_of(module);
+  if (value.kind() != nn::Value::Kind::Bool) {
+    throw std::invalid_argument("reshard_after_forward should be a bool, got <class '" + python_type(value) + "'>");
+  }
+  for (const auto& state : states_of(module, recurse)) {
+    state->auto_reshard_after_forward = false;
+    if (state->group) set_post_forward(*state->group, value, 0);
+  }
+}
+
+void set_reshard_after_backward(nn::Module& module, bool reshard_after_backward, bool recurse) {
+  state_of(module);
+  for (const auto& state : states_of(module, recurse)) {
+    if (state->group) state->group->reshard_after_backward = reshard_after_backward;
+  }
+}
+
+void set_is_last_backward(nn::Module& module, bool is_last_backward) {
+  // Reductions finish inside each backward here, so the flag changes nothing
+  // observable; it is kept as FSDP2 keeps it.
+  state_of(module).is_last_backward = is_last_backward;
+}
+
+void set_gradient_divide_factor(nn::Module& module, double factor) {
+  FSDPState& state = state_of(module);
+  if (state.group && !mutant("divide_factor_ignored")) state.group->gradient_divide_factor = factor;
+}
+
+void set_force_sum_reduction_for_comms(nn::Module& module, bool enable) {
+  FSDPState& state = state_of(module);
+  if (state.group) state.group->force_sum_reduction = enable;
+}
+
+namespace {
+std::vector<std::weak_ptr<FSDPState>> prefetch_states(const std::vector<std::shared_ptr<nn::Module>>& modules) {
+  std::vector<std::weak_ptr<FSDPState>> out;
+  for (const auto& m : modules) {
+    auto state = fully_shard_state(*m);
+    if (!state) throw std::invalid_argument("Expects FSDPModule but got " + m->type_name());
+    out.push_back(state);
+  }
+  return out;
+}
+}  // namespace
+
+void set_modules_to_forward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules) {
+  state_of(module).forward_prefetch = prefetch_states(modules);
+}
+
+void set_modules_to_backward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules) {
+  state_of(module).backward_prefetch = prefetch_states(modules);
+}
+
 std::optional<std::vector<std::string>> managed_parameters(const nn::Module& module) {
-  return state_of(module).managed_fqns;
+  FSDPState& state = state_of(module);
+  if (!state.group) return std::nullopt;
+  std::vector<std::string> fqns;
+  // named_parameters() is not const; reading it changes nothing.
+  for (const auto& [fqn, p] : const_cast<nn::Module&>(module).named_parameters()) {
+    if (state.group->owns(p)) fqns.push_back(fqn);
+  }
+  return fqns;
 }
 
 }  // namespace ccts::fully_shard

@@ -79,12 +79,19 @@ def convert_device_id(value: Any) -> Any:
 
 def convert_kwargs(kwargs: dict[str, Any], module_of: Callable[[str], nn.Module],
                    parameter_of: Callable[[str], nn.Parameter],
-                   subgroup_of: Callable[[int], Any] = lambda n: None) -> dict[str, Any]:
+                   subgroup_of: Callable[[int], Any] = lambda n: None,
+                   mesh_of: Callable[[dict], Any] = lambda spec: None) -> dict[str, Any]:
     """A case's `apply.kwargs` as the Python call takes them; references become objects."""
     out: dict[str, Any] = {}
     for key, value in kwargs.items():
         if key == "process_group" and isinstance(value, dict):
             out[key] = subgroup_of(value["subgroups_of"])
+            continue
+        if key == "mesh":
+            out[key] = mesh_of(value)
+            continue
+        if key == "shard_placement_fn":
+            out[key] = shard_placement_fn(value)
             continue
         if key == "ignored_modules" and isinstance(value, list):
             out[key] = [module_of(ref) for ref in value]
@@ -94,6 +101,64 @@ def convert_kwargs(kwargs: dict[str, Any], module_of: Callable[[str], nn.Module]
             out[key] = convert_device_id(value)
         else:
             out[key] = value
+    return out
+
+
+def device_mesh(device_type: str, spec: dict[str, Any]) -> Any:
+    """`mesh: {shape, names}` of spec/fully_shard.md as init_device_mesh builds it."""
+    try:
+        from torch.distributed.device_mesh import init_device_mesh
+    except ImportError:  # before 2.2
+        from torch.distributed._tensor.device_mesh import init_device_mesh  # type: ignore[no-redef]
+    names = spec.get("names")
+    return init_device_mesh(device_type, tuple(spec["shape"]), mesh_dim_names=tuple(names) if names else None)
+
+
+def shard_placement_fn(spec: dict[str, Any]) -> Callable[[nn.Parameter], Any]:
+    """`{dim: d}`: Shard(d) for every parameter that has dim d (negative dims count from
+    the end), the default Shard(0) for the rest; `{dim: largest}`: Shard of the largest
+    dim, the first of equal ones."""
+    try:
+        from torch.distributed.tensor import Shard
+    except ImportError:  # before 2.5
+        from torch.distributed._tensor import Shard  # type: ignore[no-redef]
+    dim = spec["dim"]
+
+    def placement(param: nn.Parameter) -> Any:
+        if dim == "largest":
+            sizes = list(param.shape)
+            return Shard(sizes.index(max(sizes)))
+        return Shard(dim) if -param.dim() <= dim < param.dim() else None
+    return placement
+
+
+# -- collectives -------------------------------------------------------------------
+def comm_debug_mode() -> Any:
+    try:
+        from torch.distributed.tensor.debug import CommDebugMode
+    except ImportError:
+        try:
+            from torch.distributed._tensor.debug import CommDebugMode  # type: ignore[no-redef]
+        except ImportError:
+            from .errors import Unsupported
+            raise Unsupported(f"CommDebugMode is not available in PyTorch {torch.__version__}") from None
+    return CommDebugMode()
+
+
+COLLECTIVE_KINDS = {"all_gather": ("allgather", "all_gather"), "reduce_scatter": ("reduce_scatter",),
+                    "all_reduce": ("allreduce", "all_reduce")}
+
+
+def collective_counts(counts: dict[Any, int]) -> dict[str, int]:
+    """CommDebugMode's counts per op (c10d._allgather_base_, _c10d_functional.all_reduce,
+    ...) summed into the three kinds count_collectives reports."""
+    out = {kind: 0 for kind in COLLECTIVE_KINDS}
+    for op, n in counts.items():
+        name = str(op).split(".")[-1]
+        for kind, stems in COLLECTIVE_KINDS.items():
+            if any(stem in name for stem in stems):
+                out[kind] += n
+                break
     return out
 
 

@@ -36,6 +36,10 @@ def capabilities() -> list[str]:
     return caps
 
 
+# Device meshes of this session by (device, shape, names): see CaseRun.mesh.
+SESSION_MESHES: dict[tuple, Any] = {}
+
+
 class StepError(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(error["message"])
@@ -328,6 +332,10 @@ class CaseRun:
     def observe_parameter_layout(self, ref: str) -> dict[str, Any]:
         return as_json({n: cp.tensor_layout(p) for n, p in self.module(ref).named_parameters()})
 
+    def observe_grad_layout(self, ref: str) -> dict[str, Any]:
+        return as_json({n: cp.tensor_layout(p.grad) for n, p in self.module(ref).named_parameters()
+                        if p.grad is not None})
+
     def observe_state_dict_layout(self, ref: str) -> dict[str, Any]:
         return as_json({k: cp.tensor_layout(v) for k, v in self.module(ref).state_dict().items()})
 
@@ -419,7 +427,7 @@ class CaseRun:
         to = body["to"]
         api = self.api(body["api"])
         target = [self.module(r) for r in to] if isinstance(to, list) else self.module(to)
-        kwargs = cp.convert_kwargs(body.get("kwargs") or {}, self.module, self.parameter, self.subgroup)
+        kwargs = cp.convert_kwargs(body.get("kwargs") or {}, self.module, self.parameter, self.subgroup, self.mesh)
         if body["api"] == "fully_shard" and body["api"] not in self.apis and cp.cpu_mesh_needed(self.device):
             kwargs.setdefault("mesh", cp.whole_world_mesh("cpu", self.world_size))
         returned = api(target, **kwargs)
@@ -433,6 +441,17 @@ class CaseRun:
         self.groups.extend(groups)
         return group
 
+    def mesh(self, spec: dict[str, Any]) -> Any:
+        """init_device_mesh(shape, mesh_dim_names=names), or its sub-mesh `dim`. A mesh
+        is made once per session and kept, as a program makes it once: DTensor caches
+        what it derives from an equal mesh, so a mesh whose groups were destroyed
+        would poison later cases."""
+        key = (self.placement.type, tuple(spec["shape"]), tuple(spec.get("names") or ()))
+        if key not in SESSION_MESHES:
+            SESSION_MESHES[key] = cp.device_mesh(self.placement.type, spec)
+        mesh = SESSION_MESHES[key]
+        return mesh[spec["dim"]] if "dim" in spec else mesh
+
     def parameter(self, ref: str) -> nn.Parameter:
         """`model.<path>.<name>`: a parameter of a model or of one of its submodules."""
         head, _, rest = ref.partition(".")
@@ -441,12 +460,50 @@ class CaseRun:
         return self.models[head].get_parameter(rest)
 
     def step_set_requires_gradient_sync(self, body: dict[str, Any], path: str) -> None:
-        self.module(body["model"]).set_requires_gradient_sync(body["value"])
+        module = self.module(body["model"])
+        if "recurse" in body:
+            module.set_requires_gradient_sync(body["value"], recurse=body["recurse"])
+        else:
+            module.set_requires_gradient_sync(body["value"])
+
+    # FSDPModule's setters (spec/fully_shard.md): the step is the method, `value` its argument.
+    def step_set_reshard_after_forward(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).set_reshard_after_forward(body["value"], recurse=body.get("recurse", True))
+
+    def step_set_reshard_after_backward(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).set_reshard_after_backward(body["value"], recurse=body.get("recurse", True))
+
+    def step_set_is_last_backward(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).set_is_last_backward(body["value"])
+
+    def step_set_gradient_divide_factor(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).set_gradient_divide_factor(body["value"])
+
+    def step_set_force_sum_reduction_for_comms(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).set_force_sum_reduction_for_comms(body["value"])
+
+    def step_set_modules_to_forward_prefetch(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).set_modules_to_forward_prefetch([self.module(m) for m in body["modules"]])
+
+    def step_set_modules_to_backward_prefetch(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).set_modules_to_backward_prefetch([self.module(m) for m in body["modules"]])
+
+    def step_count_collectives(self, body: dict[str, Any], path: str) -> None:
+        mode = cp.comm_debug_mode()
+        with mode:
+            self.run_steps(body["do"], path + ".do")
+        self.observations[body["as"]] = as_json(cp.collective_counts(mode.get_comm_counts()))
 
     def step_register_comm_hook(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).register_comm_hook(None, cp.comm_hook(body["hook"]))
 
     def step_unshard(self, body: dict[str, Any], path: str) -> None:
+        if body.get("async_op"):
+            handle = self.module(body["model"]).unshard(async_op=True)
+            if handle is None or not callable(getattr(handle, "wait", None)):
+                raise TypeError(f"unshard(async_op=True) returned {handle!r}, not a handle to wait on")
+            handle.wait()
+            return
         handle = self.module(body["model"]).unshard()
         if handle is not None:  # an async handle (PyTorch returns None when it waited itself)
             handle.wait()

@@ -3,6 +3,7 @@
 // environment (TCPStore) or a FileStore, and the collectives the composable
 // APIs need, with c10d's names. Backends: "gloo" (CPU tensors) always;
 // "nccl" (CUDA tensors) only in builds of LibTorch with NCCL.
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +67,10 @@ class ProcessGroup {
   // groups rendezvous through this group's store under their own prefix.
   // std::invalid_argument with PyTorch's ValueError text for a bad size.
   std::shared_ptr<ProcessGroup> new_subgroup(int group_size);
+  // One group per list of ranks (a partition of this group's ranks, each list
+  // in rank order): returns the group this rank is in. Every rank calls it
+  // with the same partition, as with DeviceMesh's per-dimension groups.
+  std::shared_ptr<ProcessGroup> new_group_of(const std::vector<std::vector<int>>& partition);
 
   int rank() const { return rank_; }
   int size() const { return size_; }
@@ -102,6 +107,17 @@ class ProcessGroup {
   std::string backend_;
   c10::intrusive_ptr<compat::NativeGroup> native_;
 };
+
+// The collectives this process issued on any group since it started, by kind:
+// what a count_collectives step reports (spec/fully_shard.md). The Gloo
+// all-reduce that stands in for reduce-scatter before LibTorch 2.8 counts as
+// a reduce-scatter.
+struct CollectiveCounts {
+  std::int64_t all_gather = 0;
+  std::int64_t reduce_scatter = 0;
+  std::int64_t all_reduce = 0;
+};
+CollectiveCounts collective_counts();
 
 // torch.distributed's default group (what init_process_group creates): the
 // group replicate and fully_shard use. The adapter sets it once per session.

@@ -1,12 +1,13 @@
 #pragma once
 // fully_shard (torch.distributed.fsdp.fully_shard, FSDP2) as a contract API
-// (spec/fully_shard.md): every parameter a call manages is sharded on dim 0
-// across the ranks (torch.chunk's rule, each rank's storage padded to rank
-// 0's chunk), all-gathered before forward and backward, resharded after
+// (spec/fully_shard.md): every parameter a call manages is sharded on dim 0,
+// or the dim its shard_placement_fn names, across the mesh's shard ranks
+// (torch.chunk's rule, each rank's storage padded to rank 0's chunk), all-gathered before forward and backward, resharded after
 // them, and its gradient reduce-scattered and averaged into the sharded
 // gradient. Registered parameters stand in for DTensors: the module holds
 // this rank's local shard, and sharded_layout() tells its global shape and
 // placements.
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 #include "ccts/nn/value.h"
 
 namespace ccts::distributed {
+class DeviceMesh;
 class ProcessGroup;
 }
 
@@ -45,8 +47,14 @@ struct FullyShardOptions {
   std::optional<nn::Value> reshard_after_forward;
   // Parameters left alone: not sharded, not gathered, not reduced.
   std::vector<torch::Tensor> ignored_params;
-  // Defaults to distributed::default_process_group().
+  // A 1-D mesh shards over its ranks; a 2-D one is HSDP (dim 0 replicates,
+  // dim 1 shards) and must have dim names. Unset: a 1-D mesh over
+  // process_group, else over distributed::default_process_group().
+  std::shared_ptr<distributed::DeviceMesh> mesh;
   std::shared_ptr<distributed::ProcessGroup> process_group;
+  // shard_placement_fn: the dim a parameter is sharded on (may be negative),
+  // or nothing for the default, dim 0.
+  std::function<std::optional<int64_t>(const torch::Tensor&)> shard_dim;
 };
 
 class FSDPState;
@@ -56,6 +64,8 @@ const composable::Contract& fully_shard_contract();
 
 // fully_shard(module, **options): returns the module, now of class FSDP<Name>.
 std::shared_ptr<nn::Module> fully_shard(const std::shared_ptr<nn::Module>& module, FullyShardOptions options = {});
+// fully_shard([modules], **options): one state and one parameter group for all of them.
+composable::Modules fully_shard(const composable::Modules& modules, FullyShardOptions options = {});
 
 // fully_shard.state(module), or nullptr.
 std::shared_ptr<FSDPState> fully_shard_state(const nn::Module& module);
@@ -65,9 +75,21 @@ void unshard(nn::Module& module);
 void reshard(nn::Module& module);
 // With recurse, every fully_shard module inside `module` too.
 void set_requires_gradient_sync(nn::Module& module, bool requires_gradient_sync, bool recurse = true);
+// A Bool only (PyTorch's ValueError otherwise); replaces the root's default.
+void set_reshard_after_forward(nn::Module& module, const nn::Value& reshard_after_forward, bool recurse = true);
+void set_reshard_after_backward(nn::Module& module, bool reshard_after_backward, bool recurse = true);
+void set_is_last_backward(nn::Module& module, bool is_last_backward);
+// The reduced gradient is the sum over the ranks divided by `factor`.
+void set_gradient_divide_factor(nn::Module& module, double factor);
+void set_force_sum_reduction_for_comms(nn::Module& module, bool enable);
+// Groups to gather right after this module's own: in its pre-forward, or in
+// its pre-backward. They change when parameters are gathered, not values.
+void set_modules_to_forward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules);
+void set_modules_to_backward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules);
 
-// FQNs (relative to the module) of the parameters its call manages, in
-// named_parameters order; nothing when the call manages none (no group).
+// FQNs (relative to the module) of the parameters its call manages that the
+// module holds, in named_parameters order; nothing when the call manages
+// none (no group).
 std::optional<std::vector<std::string>> managed_parameters(const nn::Module& module);
 
 }  // namespace ccts::fully_shard
