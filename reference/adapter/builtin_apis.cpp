@@ -68,6 +68,20 @@ std::shared_ptr<distributed::DeviceMesh> device_mesh(const json& spec) {
   return spec.contains("dim") ? mesh->sub(spec["dim"].get<std::string>()) : mesh;
 }
 
+// `mp_policy: {param_dtype, reduce_dtype, output_dtype, cast_forward_inputs}`, dtypes by name.
+fully_shard::MixedPrecisionPolicy mp_policy(const json& spec) {
+  auto dtype = [&](const char* key) -> std::optional<torch::ScalarType> {
+    if (!spec.contains(key)) return std::nullopt;
+    return values::dtype_from_name(spec[key].get<std::string>());
+  };
+  fully_shard::MixedPrecisionPolicy policy;
+  policy.param_dtype = dtype("param_dtype");
+  policy.reduce_dtype = dtype("reduce_dtype");
+  policy.output_dtype = dtype("output_dtype");
+  policy.cast_forward_inputs = spec.value("cast_forward_inputs", true);
+  return policy;
+}
+
 // `shard_placement_fn: {dim: d | largest}` (spec/fully_shard.md).
 std::function<std::optional<int64_t>(const torch::Tensor&)> shard_placement_fn(const json& spec) {
   const json dim = spec.at("dim");
@@ -153,12 +167,13 @@ void apply_builtin(const std::string& api, const json& to, const json& kwargs, c
     return;
   }
   if (api == "fully_shard") {
-    check_kwargs(kwargs, {"reshard_after_forward", "ignored_params", "mesh", "shard_placement_fn"}, api);
+    check_kwargs(kwargs, {"reshard_after_forward", "ignored_params", "mesh", "shard_placement_fn", "mp_policy"}, api);
     fully_shard::FullyShardOptions options;
     if (kwargs.contains("reshard_after_forward")) options.reshard_after_forward = python_value(kwargs["reshard_after_forward"]);
     for (const auto& ref : kwargs.value("ignored_params", json::array())) options.ignored_params.push_back(parameter_ref(ref, module_ref));
     if (kwargs.contains("mesh")) options.mesh = device_mesh(kwargs["mesh"]);
     if (kwargs.contains("shard_placement_fn")) options.shard_dim = shard_placement_fn(kwargs["shard_placement_fn"]);
+    if (kwargs.contains("mp_policy")) options.mp_policy = mp_policy(kwargs["mp_policy"]);
     if (to.is_array()) {
       composable::Modules modules;
       for (const auto& ref : to) modules.push_back(module_ref(ref));

@@ -106,6 +106,8 @@ class CaseRun {
         {"input", &CaseRun::step_input},
         {"batch", &CaseRun::step_batch},
         {"slice", &CaseRun::step_slice},
+        {"cast", &CaseRun::step_cast},
+        {"to_dtype", &CaseRun::step_to_dtype},
         {"forward", &CaseRun::step_forward},
         {"backward", &CaseRun::step_backward},
         {"zero_grad", &CaseRun::step_zero_grad},
@@ -196,7 +198,9 @@ class CaseRun {
   void step_mse_loss(const json& body, const std::string&) {
     const torch::Tensor& input = value(body.at("input")).tensor();
     const torch::Tensor& target = value(body.at("target")).tensor();
-    values_[body.at("as").get<std::string>()] = torch::mse_loss(input, target.to(input.device()));
+    // Mixed dtypes promote, as F.mse_loss does on 2.x (LibTorch 1.13's backward rejects them).
+    const auto dtype = c10::promoteTypes(input.scalar_type(), target.scalar_type());
+    values_[body.at("as").get<std::string>()] = torch::mse_loss(input.to(dtype), target.to(input.device(), dtype));
   }
 
   void step_load_state_dict(const json& body, const std::string&) {
@@ -217,6 +221,17 @@ class CaseRun {
   void step_set_requires_grad(const json& body, const std::string&) {
     const bool value = body.at("value").get<bool>();
     for (auto& p : model(body.at("model")).parameters()) p.requires_grad_(value);
+  }
+
+  void step_cast(const json& body, const std::string&) {
+    const torch::Tensor& t = value(body.at("from")).tensor();
+    values_[body.at("as").get<std::string>()] = t.to(values::dtype_from_name(body.at("dtype").get<std::string>()));
+  }
+
+  void step_to_dtype(const json& body, const std::string&) {
+    nn::Module& m = model(body.at("model"));
+    if (composable::get_registry(m)) throw Unsupported("to_dtype of a module an API was applied to is not supported by " + std::string(kName));
+    m.to(values::dtype_from_name(body.at("dtype").get<std::string>()));
   }
 
   void step_to_device(const json& body, const std::string&) {

@@ -18,7 +18,8 @@
 // dim 0), divide_factor_ignored (set_gradient_divide_factor dropped),
 // hsdp_replicas_ignored (a 2-D mesh's replicate dim dropped: no all-reduce),
 // mesh_unchecked (3-D meshes and 2-D meshes without names accepted),
-// sub_mesh_is_world (mesh[dim] is the whole world).
+// sub_mesh_is_world (mesh[dim] is the whole world), mp_inputs_not_cast
+// (cast_forward_inputs ignored).
 #include <cstdlib>
 #include <string>
 

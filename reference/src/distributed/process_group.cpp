@@ -286,12 +286,18 @@ void ProcessGroup::all_reduce(torch::Tensor& tensor, ReduceOp op) {
 
 std::vector<torch::Tensor> ProcessGroup::all_gather(const torch::Tensor& tensor) {
   check_tensor(tensor, "all_gather");
-  torch::Tensor input = tensor.contiguous();
+  // A gather copies bits: bfloat16 travels as float16, which Gloo before 2.x
+  // knows ("Invalid scalar type" otherwise).
+  const bool as_bits = tensor.scalar_type() == torch::kBFloat16 && backend_ == "gloo";
+  torch::Tensor input = as_bits ? tensor.contiguous().view(torch::kFloat16) : tensor.contiguous();
   std::vector<std::vector<torch::Tensor>> outputs(1);
   for (int r = 0; r < size_; ++r) outputs[0].push_back(torch::empty_like(input));
   std::vector<torch::Tensor> inputs{input};
   native_->allgather(outputs, inputs)->wait();
   ++counts().all_gather;
+  if (as_bits) {
+    for (auto& out : outputs[0]) out = out.view(torch::kBFloat16);
+  }
   return outputs[0];
 }
 

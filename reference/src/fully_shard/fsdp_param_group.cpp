@@ -17,7 +17,8 @@ int64_t ShardRule::rows_of(int rank) const {
 }
 
 FSDPParam::FSDPParam(nn::Module* module, std::string name, const torch::Tensor& original,
-                     std::shared_ptr<distributed::ProcessGroup> group, int64_t shard_dim, bool replicated)
+                     std::shared_ptr<distributed::ProcessGroup> group, int64_t shard_dim, bool replicated,
+                     std::optional<torch::ScalarType> param_dtype)
     : module_(module),
       name_(std::move(name)),
       group_(std::move(group)),
@@ -44,7 +45,7 @@ FSDPParam::FSDPParam(nn::Module* module, std::string name, const torch::Tensor& 
   sharded_ = padded_.narrow(shard_dim, 0, rows).detach().requires_grad_(requires_grad_);
   detail::mark_sharded(sharded_, ShardedLayout{global_shape_, placements("Shard(" + std::to_string(shard_dim) + ")")},
                        gatherer());
-  unsharded_ = torch::empty(global_shape_, original.options().requires_grad(false));
+  unsharded_ = torch::empty(global_shape_, original.options().dtype(param_dtype.value_or(original.scalar_type())).requires_grad(false));
   free_unsharded();
   unsharded_.requires_grad_(requires_grad_);
   register_on_module(sharded_);
@@ -184,7 +185,8 @@ void FSDPParamGroup::install_grad_hooks() {
 void FSDPParamGroup::unshard() {
   if (unsharded_) return;
   std::vector<torch::Tensor> flat;
-  for (auto& p : params_) flat.push_back(p->padded().reshape({-1}));
+  // In the unsharded parameters' dtype: param_dtype under mixed precision.
+  for (auto& p : params_) flat.push_back(p->padded().reshape({-1}).to(p->unsharded().scalar_type()));
   torch::Tensor input = torch::cat(flat);
   // One collective for the whole group; one rank needs none.
   std::vector<torch::Tensor> gathered =
@@ -251,7 +253,8 @@ void FSDPParamGroup::post_backward() {
   int64_t per_rank = 0;
   for (FSDPParam* p : with_grad) per_rank += p->padded().numel();
   // Rank r's block holds row-chunk r of every gradient, padded like the shards.
-  torch::Tensor input = torch::zeros({world, per_rank}, with_grad.front()->unsharded().grad().options());
+  const torch::TensorOptions grad_options = with_grad.front()->unsharded().grad().options();
+  torch::Tensor input = torch::zeros({world, per_rank}, reduce_dtype ? grad_options.dtype(*reduce_dtype) : grad_options);
   int64_t offset = 0;
   for (FSDPParam* p : with_grad) {
     for (int r = 0; r < world; ++r) p->copy_in_rows(p->unsharded().grad(), r, input[r].narrow(0, offset, p->padded().numel()));
@@ -262,7 +265,7 @@ void FSDPParamGroup::post_backward() {
   for (FSDPParam* p : with_grad) {
     const std::vector<int64_t> shape = p->shard_shape(group_->rank());
     const int64_t numel = p->sharded().numel();
-    torch::Tensor shard = reduced.narrow(0, offset, numel).view(shape).clone();
+    torch::Tensor shard = reduced.narrow(0, offset, numel).view(shape).to(p->sharded().scalar_type()).clone();
     torch::Tensor& grad = p->sharded().mutable_grad();
     if (grad.defined()) {
       grad.add_(shard);  // accumulate into the existing sharded gradient

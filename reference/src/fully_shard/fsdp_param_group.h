@@ -30,8 +30,10 @@ class FSDPParam {
  public:
   // `shard_dim` is non-negative; `replicated` adds a leading Replicate()
   // placement (HSDP: the shard group is one replica of several).
+  // The unsharded parameter is of `param_dtype` when set (mixed precision).
   FSDPParam(nn::Module* module, std::string name, const torch::Tensor& original,
-            std::shared_ptr<distributed::ProcessGroup> group, int64_t shard_dim, bool replicated);
+            std::shared_ptr<distributed::ProcessGroup> group, int64_t shard_dim, bool replicated,
+            std::optional<torch::ScalarType> param_dtype = std::nullopt);
 
   void to_sharded();
   void to_unsharded();
@@ -110,6 +112,7 @@ class FSDPParamGroup : public std::enable_shared_from_this<FSDPParamGroup> {
   bool reduce_grads = true;
   bool reshard_after_backward = true;
   std::optional<double> gradient_divide_factor;
+  std::optional<torch::ScalarType> reduce_dtype;  // unset: the gradients' own dtype
   bool force_sum_reduction = false;
   const std::vector<std::unique_ptr<FSDPParam>>& params() const { return params_; }
 

@@ -114,6 +114,7 @@ class FSDPState : public composable::State {
   std::optional<bool> is_root;  // decided at the first forward through it
   bool auto_reshard_after_forward = true;
   bool is_last_backward = true;
+  MixedPrecisionPolicy mp_policy;
   std::shared_ptr<StateContext> context;
   // Modules of this call whose forward has not run yet in this pass: the
   // group reshards after the last of them.
@@ -159,6 +160,26 @@ class FSDPState : public composable::State {
       if (auto target = weak.lock(); target && target->group) target->group->unshard();
     }
     (void)module;
+  }
+
+  // cast_forward_inputs: the floating-point inputs in param_dtype (FSDP-MP-001).
+  std::optional<nn::ForwardPreResult> cast_inputs(const nn::Args& args, const nn::Kwargs& kwargs) const {
+    if (!mp_policy.param_dtype || !mp_policy.cast_forward_inputs || mutant("mp_inputs_not_cast")) return std::nullopt;
+    nn::ForwardPreResult cast{args, kwargs};
+    for (auto& a : cast.args) a = cast_floating(a, *mp_policy.param_dtype);
+    for (auto& [k, v] : cast.kwargs) v = cast_floating(v, *mp_policy.param_dtype);
+    return cast;
+  }
+
+  std::optional<nn::Value> cast_output(const nn::Value& output) const {
+    if (!mp_policy.output_dtype) return std::nullopt;
+    return cast_floating(output, *mp_policy.output_dtype);
+  }
+
+  static nn::Value cast_floating(const nn::Value& v, torch::ScalarType dtype) {
+    return v.map_tensors([dtype](const torch::Tensor& t) {
+      return t.is_floating_point() && t.scalar_type() != dtype ? t.to(dtype) : t;
+    });
   }
 
   // `self` is this state: the pre-backward hook holds it weakly.
@@ -306,6 +327,7 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
     auto state = fully_shard_state(*input.front());
     for (const auto& module : input) state->modules.push_back(module.get());
     state->auto_reshard_after_forward = !options.reshard_after_forward.has_value();
+    state->mp_policy = options.mp_policy;
 
     std::unordered_set<const void*> ignored;
     for (const auto& p : options.ignored_params) ignored.insert(p.unsafeGetTensorImpl());
@@ -333,9 +355,11 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
       std::vector<std::unique_ptr<FSDPParam>> params;
       for (std::size_t i = 0; i < owned.size(); ++i) {
         const auto& [m, name] = owned[i];
-        params.push_back(std::make_unique<FSDPParam>(m, name, m->parameter(name), group, dims[i], replicate_group != nullptr));
+        params.push_back(std::make_unique<FSDPParam>(m, name, m->parameter(name), group, dims[i], replicate_group != nullptr,
+                                                     options.mp_policy.param_dtype));
       }
       state->group = std::make_shared<FSDPParamGroup>(std::move(params), group, replicate_group);
+      state->group->reduce_dtype = options.mp_policy.reduce_dtype ? options.mp_policy.reduce_dtype : options.mp_policy.param_dtype;
       state->group->install_grad_hooks();
       set_post_forward(*state->group, options.reshard_after_forward, group->size());
       // state_dict() and load_state_dict() see the shards (FSDP2's state-dict pre-hooks).
@@ -351,13 +375,13 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
       }
     }
     for (const auto& module : input) {
-      module->register_forward_pre_hook([state](nn::Module& m, const nn::Args&, const nn::Kwargs&) {
+      module->register_forward_pre_hook([state](nn::Module& m, const nn::Args& args, const nn::Kwargs& kwargs) {
         state->pre_forward(m);
-        return std::optional<nn::ForwardPreResult>();
+        return state->cast_inputs(args, kwargs);
       }).detach();
       module->register_forward_hook([state](nn::Module& m, const nn::Args&, const nn::Kwargs&, const nn::Value& out) {
         state->post_forward(m, out, state);
-        return std::optional<nn::Value>();
+        return state->cast_output(out);
       }).detach();
       module->set_type_name("FSDP" + module->type_name());
       module->forbid_deep_copy(kDeepCopyError);

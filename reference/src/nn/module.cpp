@@ -477,6 +477,18 @@ void Module::to(const torch::Device& device) {
   }
 }
 
+void Module::to(torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  for (auto& [path, module] : modules_in_order("", true, true)) {
+    for (auto& [name, tensor] : module->parameters_) {
+      if (tensor.defined() && tensor.is_floating_point()) tensor.set_data(tensor.data().to(dtype));
+    }
+    for (auto& slot : module->buffers_) {
+      if (slot.tensor.defined() && slot.tensor.is_floating_point()) slot.tensor = slot.tensor.to(dtype);
+    }
+  }
+}
+
 void Module::zero_grad(bool set_to_none) {
   for (auto& parameter : parameters()) {
     if (!parameter.grad().defined()) continue;

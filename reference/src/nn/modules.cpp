@@ -32,7 +32,13 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
 Value Linear::forward(const Args& args, const Kwargs& kwargs) {
   const torch::Tensor& input = single_tensor_argument(*this, args, kwargs);
   torch::Tensor* bias = find_parameter("bias");
-  return torch::linear(input, parameter("weight"), bias ? *bias : torch::Tensor());
+  const torch::Tensor& weight = parameter("weight");
+  // PyTorch 2.x's addmm message; LibTorch 1.13 words its own differently.
+  if (input.scalar_type() != weight.scalar_type()) {
+    throw std::runtime_error(std::string("mat1 and mat2 must have the same dtype, but got ") +
+                             c10::toString(input.scalar_type()) + " and " + c10::toString(weight.scalar_type()));
+  }
+  return torch::linear(input, weight, bias ? *bias : torch::Tensor());
 }
 
 std::string Linear::extra_repr() const {

@@ -31,6 +31,12 @@ std::string dtype_name(torch::Dtype dtype) {
 
 }  // namespace
 
+torch::Dtype dtype_from_name(const std::string& name) {
+  auto it = dtypes().find(name);
+  if (it == dtypes().end()) throw std::invalid_argument("unknown dtype '" + name + "'");
+  return it->second;
+}
+
 std::string base64_encode(std::string_view bytes) {
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);

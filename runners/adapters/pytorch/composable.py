@@ -93,6 +93,9 @@ def convert_kwargs(kwargs: dict[str, Any], module_of: Callable[[str], nn.Module]
         if key == "shard_placement_fn":
             out[key] = shard_placement_fn(value)
             continue
+        if key == "mp_policy":
+            out[key] = mp_policy(value)
+            continue
         if key == "ignored_modules" and isinstance(value, list):
             out[key] = [module_of(ref) for ref in value]
         elif key == "ignored_params" and isinstance(value, list):
@@ -130,6 +133,15 @@ def shard_placement_fn(spec: dict[str, Any]) -> Callable[[nn.Parameter], Any]:
             return Shard(sizes.index(max(sizes)))
         return Shard(dim) if -param.dim() <= dim < param.dim() else None
     return placement
+
+
+def mp_policy(spec: dict[str, Any]) -> Any:
+    """`mp_policy: {param_dtype, ...}` as a MixedPrecisionPolicy; dtypes by name."""
+    try:
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+    except ImportError:  # before 2.6
+        from torch.distributed._composable.fsdp import MixedPrecisionPolicy  # type: ignore[no-redef]
+    return MixedPrecisionPolicy(**{k: getattr(torch, v) if isinstance(v, str) else v for k, v in spec.items()})
 
 
 # -- collectives -------------------------------------------------------------------

@@ -159,6 +159,12 @@ class CaseRun:
         chunk = whole.shape[dim] // chunks
         self.values[body["as"]] = whole.narrow(dim, index * chunk, chunk).clone()
 
+    def step_cast(self, body: dict[str, Any], path: str) -> None:
+        self.values[body["as"]] = self.values[body["from"]].to(getattr(torch, body["dtype"]))
+
+    def step_to_dtype(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).to(getattr(torch, body["dtype"]))
+
     def step_forward(self, body: dict[str, Any], path: str) -> None:
         args, kwargs = ([], {})
         if "input" in body:

@@ -41,6 +41,16 @@ std::optional<ShardedLayout> sharded_layout(const torch::Tensor& tensor);
 // tensor (every rank must call it), the tensor itself otherwise.
 torch::Tensor full_tensor(const torch::Tensor& tensor);
 
+// MixedPrecisionPolicy: gather and compute in param_dtype, reduce gradients
+// in reduce_dtype (default param_dtype), cast forward outputs to
+// output_dtype; unset dtypes change nothing.
+struct MixedPrecisionPolicy {
+  std::optional<torch::ScalarType> param_dtype;
+  std::optional<torch::ScalarType> reduce_dtype;
+  std::optional<torch::ScalarType> output_dtype;
+  bool cast_forward_inputs = true;
+};
+
 struct FullyShardOptions {
   // A Bool, or an Int that divides the world size; unset: true, except
   // false for the root (decided at its first forward).
@@ -55,6 +65,7 @@ struct FullyShardOptions {
   // shard_placement_fn: the dim a parameter is sharded on (may be negative),
   // or nothing for the default, dim 0.
   std::function<std::optional<int64_t>(const torch::Tensor&)> shard_dim;
+  MixedPrecisionPolicy mp_policy;
 };
 
 class FSDPState;

@@ -108,6 +108,8 @@ class Module : public std::enable_shared_from_this<Module> {
   void eval() { train(false); }
   bool is_training() const { return training_; }
   void to(const torch::Device& device);
+  // module.to(dtype): floating-point parameters and buffers converted in place.
+  void to(torch::Dtype dtype);
   void zero_grad(bool set_to_none = true);
 
   // PyTorch's repr(module): the type name, extra_repr() and the children.
