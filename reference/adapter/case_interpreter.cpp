@@ -10,6 +10,7 @@
 #include "ccts/distributed/process_group.h"
 #include "ccts/errors.h"
 #include "ccts/fixtures/fixture.h"
+#include "ccts/fully_shard/fully_shard.h"
 #include "ccts/nn/checkpoint.h"
 #include "ccts/nn/module.h"
 #include "ccts/tools/mod_tracker.h"
@@ -108,6 +109,8 @@ class CaseRun {
         {"slice", &CaseRun::step_slice},
         {"cast", &CaseRun::step_cast},
         {"to_dtype", &CaseRun::step_to_dtype},
+        {"to_empty", &CaseRun::step_to_empty},
+        {"init_parameters", &CaseRun::step_init_parameters},
         {"forward", &CaseRun::step_forward},
         {"backward", &CaseRun::step_backward},
         {"zero_grad", &CaseRun::step_zero_grad},
@@ -152,7 +155,9 @@ class CaseRun {
     options.seed = seed_of(body);
     options.probe = [this](const std::string& probe) { on_probe(probe); };
     options.checkpoint = [](nn::Module& m, const nn::Args& args) { return nn::checkpoint(m, args); };
-    models_[body.at("as").get<std::string>()] = fixtures::build_module(fixture, options);
+    auto built = fixtures::build_module(fixture, options);
+    if (body.value("device", "") == "meta") built->to(torch::Device(torch::kMeta));
+    models_[body.at("as").get<std::string>()] = built;
   }
 
   void step_copy(const json& body, const std::string&) {
@@ -230,8 +235,26 @@ class CaseRun {
 
   void step_to_dtype(const json& body, const std::string&) {
     nn::Module& m = model(body.at("model"));
-    if (composable::get_registry(m)) throw Unsupported("to_dtype of a module an API was applied to is not supported by " + std::string(kName));
-    m.to(values::dtype_from_name(body.at("dtype").get<std::string>()));
+    fully_shard::to_dtype(m, values::dtype_from_name(body.at("dtype").get<std::string>()));
+  }
+
+  void step_to_empty(const json& body, const std::string&) { fully_shard::to_empty(model(body.at("model")), torch::kCPU); }
+
+  // Each parameter gets the value of its name in a fresh build; a sharded one its shard of it.
+  void step_init_parameters(const json& body, const std::string&) {
+    const fixtures::Fixture& fixture = fixture_named(body.at("fixture").get<std::string>());
+    fixtures::BuildOptions options;
+    options.seed = seed_of(body);
+    auto fresh = fixtures::build_module(fixture, options);
+    std::map<std::string, torch::Tensor> full;
+    for (const auto& [fqn, p] : fresh->named_parameters()) full[fqn] = p;
+    torch::NoGradGuard no_grad;
+    for (const auto& [fqn, p] : model(body.at("model")).named_parameters()) {
+      auto it = full.find(fqn);
+      if (it == full.end()) throw std::invalid_argument("init_parameters: fixture " + fixture.name + " has no parameter '" + fqn + "'");
+      torch::Tensor target = p;
+      target.copy_(fully_shard::shard_of(p, it->second));
+    }
   }
 
   void step_to_device(const json& body, const std::string&) {

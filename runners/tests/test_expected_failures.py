@@ -103,12 +103,14 @@ class Loading(unittest.TestCase):
             load_xfail(self.write("a.b releases: reason\n"))
         self.assertIn("malformed 'releases:'", str(raised.exception))
 
-    def test_the_pytorch_adapters_file_loads_and_spares_the_pinned_release(self) -> None:
+    def test_the_pytorch_adapters_file_loads_and_each_entry_names_its_releases(self) -> None:
+        # An entry for the pinned 2.13 is an upstream bug seen there; the oracle's
+        # CTest runs are --strict, so such an entry that stops failing fails them.
         entries = load_xfail(ROOT / "runners" / "adapters" / "pytorch" / "expected-failures.txt")
         self.assertTrue(entries)
         for entry in entries:
             self.assertIsNotNone(entry.releases, f"line {entry.line} names no releases")
-            self.assertFalse(entry.applies_to("2.13.0+cpu"), f"line {entry.line} applies to the pinned 2.13")
+            self.assertFalse(entry.applies_to("2.99.0"), f"line {entry.line} applies to every later release")
 
 
 class Applying(unittest.TestCase):

@@ -37,19 +37,42 @@ FSDPParam::FSDPParam(nn::Module* module, std::string name, const torch::Tensor& 
   std::vector<int64_t> padded_shape = global_shape_;
   padded_shape[shard_dim] = rule_.chunk;
   // Every rank's storage has rank 0's size; the shard sits at its front.
-  padded_ = torch::zeros(padded_shape, original.options().requires_grad(false));
+  torch::Tensor padded = torch::zeros(padded_shape, original.options().requires_grad(false));
   const int64_t rows = rule_.rows_of(rank);
   if (rows > 0) {
-    padded_.narrow(shard_dim, 0, rows).copy_(original.detach().narrow(shard_dim, rule_.start_of(rank), rows));
+    padded.narrow(shard_dim, 0, rows).copy_(original.detach().narrow(shard_dim, rule_.start_of(rank), rows));
   }
-  sharded_ = padded_.narrow(shard_dim, 0, rows).detach().requires_grad_(requires_grad_);
-  detail::mark_sharded(sharded_, ShardedLayout{global_shape_, placements("Shard(" + std::to_string(shard_dim) + ")")},
-                       gatherer());
-  unsharded_ = torch::empty(global_shape_, original.options().dtype(param_dtype.value_or(original.scalar_type())).requires_grad(false));
+  param_dtype_ = param_dtype;
+  adopt(padded);
+}
+
+// Makes `padded` this rank's storage: the registered shard is its front, and
+// the unsharded parameter (storage freed) has its device and dtype, or
+// param_dtype under mixed precision.
+void FSDPParam::adopt(const torch::Tensor& padded) {
+  padded_ = padded;
+  const int64_t rows = rule_.rows_of(rank_);
+  sharded_ = padded_.narrow(rule_.dim, 0, rows).detach().requires_grad_(requires_grad_);
+  detail::mark_sharded(sharded_, ShardedLayout{global_shape_, placements("Shard(" + std::to_string(rule_.dim) + ")")},
+                       gatherer(), [rule = rule_, rank = rank_](const torch::Tensor& full) {
+                         return full.narrow(rule.dim, rule.start_of(rank), rule.rows_of(rank));
+                       });
+  unsharded_ = torch::empty(global_shape_, padded_.options().dtype(param_dtype_.value_or(padded_.scalar_type())));
   free_unsharded();
   unsharded_.requires_grad_(requires_grad_);
+  post_forward_ = torch::Tensor();
   register_on_module(sharded_);
 }
+
+void FSDPParam::convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty) {
+  torch::NoGradGuard no_grad;
+  torch::TensorOptions options = padded_.options();
+  if (device) options = options.device(*device);
+  if (dtype) options = options.dtype(*dtype);
+  adopt(empty ? torch::zeros(padded_.sizes(), options) : padded_.to(options));
+}
+
+bool FSDPParam::on_meta() const { return padded_.is_meta(); }
 
 std::vector<std::string> FSDPParam::placements(const std::string& shard) const {
   if (replicated_) return {"Replicate()", shard};
@@ -166,6 +189,12 @@ FSDPParamGroup::FSDPParamGroup(std::vector<std::unique_ptr<FSDPParam>> params,
 
 bool FSDPParamGroup::owns(const torch::Tensor& t) const {
   return std::any_of(params_.begin(), params_.end(), [&](const auto& p) { return p->owns(t); });
+}
+
+void FSDPParamGroup::convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty) {
+  for (auto& p : params_) p->convert(device, dtype, empty);
+  unsharded_ = false;
+  install_grad_hooks();
 }
 
 void FSDPParamGroup::pre_backward() {

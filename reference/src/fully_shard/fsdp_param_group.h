@@ -37,6 +37,11 @@ class FSDPParam {
 
   void to_sharded();
   void to_unsharded();
+  // module.to(device / dtype) and to_empty (empty: zeros, the old values are
+  // not read): new storage for the shard, still sharded. The group must
+  // install its gradient hooks again (the unsharded parameter is new).
+  void convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty);
+  bool on_meta() const;
   // An integer reshard_after_forward: keep this rank's chunk of `group_size`
   // chunks, placed (Replicate(), Shard(0)) on the (world / k, k) mesh.
   void to_sharded_post_forward(int group_size);
@@ -63,6 +68,7 @@ class FSDPParam {
   void hook_unsharded_grad(std::function<void()> on_accumulated);
 
  private:
+  void adopt(const torch::Tensor& padded);
   void register_on_module(const torch::Tensor& tensor);
   detail::FullTensorFn gatherer() const;
   detail::FullTensorFn gatherer_of(const torch::Tensor& padded) const;
@@ -75,6 +81,7 @@ class FSDPParam {
   int rank_;
   bool requires_grad_;
   bool replicated_;
+  std::optional<torch::ScalarType> param_dtype_;
   ShardRule rule_;
   std::vector<int64_t> global_shape_;
   torch::Tensor padded_;     // this rank's storage: rank 0's chunk on the shard dim
@@ -107,6 +114,8 @@ class FSDPParamGroup : public std::enable_shared_from_this<FSDPParamGroup> {
   // Whether this backward still owes the group its post-backward.
   bool owes_post_backward() const { return owes_post_backward_ || (unsharded_ && reshard_after_backward); }
   bool owns(const torch::Tensor& t) const;
+  // Every parameter's convert(), then the gradient hooks again.
+  void convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty);
   PostForward post_forward_mode = PostForward::Reshard;
   int post_forward_group_size = 0;
   bool reduce_grads = true;

@@ -26,6 +26,7 @@ struct Entry {
   c10::weak_intrusive_ptr<c10::TensorImpl> tensor;
   ShardedLayout layout;
   FullTensorFn full;
+  ShardOfFn shard_of;
 };
 std::unordered_map<const c10::TensorImpl*, Entry>& registry() {
   static std::unordered_map<const c10::TensorImpl*, Entry> entries;
@@ -40,14 +41,19 @@ const Entry* find(const torch::Tensor& tensor) {
 }
 }  // namespace
 
-void mark_sharded(const torch::Tensor& tensor, ShardedLayout layout, FullTensorFn full) {
+void mark_sharded(const torch::Tensor& tensor, ShardedLayout layout, FullTensorFn full, ShardOfFn shard_of) {
   auto& entries = registry();
   for (auto it = entries.begin(); it != entries.end();) {
     it = it->second.tensor.expired() ? entries.erase(it) : std::next(it);
   }
   entries.insert_or_assign(tensor.unsafeGetTensorImpl(),
                            Entry{c10::weak_intrusive_ptr<c10::TensorImpl>(tensor.getIntrusivePtr()),
-                                 std::move(layout), std::move(full)});
+                                 std::move(layout), std::move(full), std::move(shard_of)});
+}
+
+ShardOfFn shard_of_fn(const torch::Tensor& tensor) {
+  const Entry* entry = find(tensor);
+  return entry ? entry->shard_of : nullptr;
 }
 
 FullTensorFn full_tensor_fn(const torch::Tensor& tensor) {
@@ -60,6 +66,11 @@ std::optional<ShardedLayout> sharded_layout(const torch::Tensor& tensor) {
   const detail::Entry* entry = detail::find(tensor);
   if (!entry) return std::nullopt;
   return entry->layout;
+}
+
+torch::Tensor shard_of(const torch::Tensor& tensor, const torch::Tensor& full) {
+  auto fn = detail::shard_of_fn(tensor);
+  return fn ? fn(full) : full;
 }
 
 torch::Tensor full_tensor(const torch::Tensor& tensor) {
@@ -147,9 +158,28 @@ class FSDPState : public composable::State {
       }
       context->all_states.push_back(state);
     }
+    check_materialized();
     // The root keeps its parameters gathered from forward to backward
     // unless told otherwise.
     if (auto_reshard_after_forward && group) group->post_forward_mode = FSDPParamGroup::PostForward::Keep;
+  }
+
+  // FSDP-INIT-002: the first group, in the root's order, with parameters still on meta.
+  void check_materialized() const {
+    nn::Module& root = *modules.front();
+    for (const auto& weak : context->all_states) {
+      auto state = weak.lock();
+      if (!state || !state->group) continue;
+      std::string fqns;
+      for (const auto& [fqn, p] : root.named_parameters()) {
+        if (p.is_meta() && state->group->owns(p)) fqns += (fqns.empty() ? "'" : ", '") + fqn + "'";
+      }
+      if (fqns.empty()) continue;
+      throw std::runtime_error(
+          "FSDP parameters should be materialized from meta device before training, but the following were still on "
+          "meta device: [" + fqns + "]\nFor example, call module.to_empty(device) to materialize to device and call "
+          "module.reset_parameters() on each module to initialize values.");
+    }
   }
 
   void pre_forward(const nn::Module& module) {
@@ -514,6 +544,32 @@ void set_modules_to_forward_prefetch(nn::Module& module, const std::vector<std::
 
 void set_modules_to_backward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules) {
   state_of(module).backward_prefetch = prefetch_states(modules);
+}
+
+namespace {
+// Every parameter group of the fully_shard calls in `module`'s subtree, once each.
+std::vector<std::shared_ptr<FSDPParamGroup>> groups_in(nn::Module& module) {
+  std::vector<std::shared_ptr<FSDPParamGroup>> groups;
+  auto add = [&](const nn::Module& m) {
+    auto state = fully_shard_state(m);
+    if (state && state->group && std::find(groups.begin(), groups.end(), state->group) == groups.end()) {
+      groups.push_back(state->group);
+    }
+  };
+  add(module);
+  for (const auto& [fqn, sub] : module.named_modules()) add(*sub);
+  return groups;
+}
+}  // namespace
+
+void to_empty(nn::Module& module, const torch::Device& device) {
+  for (const auto& group : groups_in(module)) group->convert(device, std::nullopt, true);
+  module.to_empty(device);
+}
+
+void to_dtype(nn::Module& module, torch::ScalarType dtype) {
+  for (const auto& group : groups_in(module)) group->convert(std::nullopt, dtype, false);
+  module.to(dtype);
 }
 
 std::optional<std::vector<std::string>> managed_parameters(const nn::Module& module) {

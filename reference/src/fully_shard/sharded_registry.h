@@ -13,8 +13,12 @@ namespace ccts::fully_shard::detail {
 
 using FullTensorFn = std::function<torch::Tensor()>;  // a collective
 
-void mark_sharded(const torch::Tensor& tensor, ShardedLayout layout, FullTensorFn full);
+// This rank's part of a full value, laid out as the sharded tensor.
+using ShardOfFn = std::function<torch::Tensor(const torch::Tensor& full)>;
+
+void mark_sharded(const torch::Tensor& tensor, ShardedLayout layout, FullTensorFn full, ShardOfFn shard_of = nullptr);
 // The registered gatherer of a sharded tensor, or nullptr.
 FullTensorFn full_tensor_fn(const torch::Tensor& tensor);
+ShardOfFn shard_of_fn(const torch::Tensor& tensor);
 
 }  // namespace ccts::fully_shard::detail

@@ -465,11 +465,23 @@ void Module::train(bool mode) {
   for (auto& [path, module] : modules_in_order("", true, true)) module->training_ = mode;
 }
 
+namespace {
+// Parameter.data = data: in place where autograd allows it; a meta tensor
+// cannot take other storage in place, so the parameter is replaced.
+void replace_data(torch::Tensor& param, const torch::Tensor& data) {
+  if (param.is_meta() == data.is_meta()) {
+    param.set_data(data);
+  } else {
+    param = data.detach().requires_grad_(param.requires_grad());
+  }
+}
+}  // namespace
+
 void Module::to(const torch::Device& device) {
   torch::NoGradGuard no_grad;
   for (auto& [path, module] : modules_in_order("", true, true)) {
     for (auto& [name, tensor] : module->parameters_) {
-      if (tensor.defined()) tensor.set_data(tensor.data().to(device));
+      if (tensor.defined()) replace_data(tensor, tensor.data().to(device));
     }
     for (auto& slot : module->buffers_) {
       if (slot.tensor.defined()) slot.tensor = slot.tensor.to(device);
@@ -485,6 +497,20 @@ void Module::to(torch::Dtype dtype) {
     }
     for (auto& slot : module->buffers_) {
       if (slot.tensor.defined() && slot.tensor.is_floating_point()) slot.tensor = slot.tensor.to(dtype);
+    }
+  }
+}
+
+void Module::to_empty(const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  for (auto& [path, module] : modules_in_order("", true, true)) {
+    for (auto& [name, tensor] : module->parameters_) {
+      if (tensor.defined() && tensor.device() != device) {
+        replace_data(tensor, torch::zeros(tensor.sizes(), tensor.options().device(device).requires_grad(false)));
+      }
+    }
+    for (auto& slot : module->buffers_) {
+      if (slot.tensor.defined() && slot.tensor.device() != device) slot.tensor = torch::zeros_like(slot.tensor, slot.tensor.options().device(device));
     }
   }
 }

@@ -203,6 +203,16 @@ def tensor_layout(t: Any) -> dict[str, Any]:
     return {"sharded": False, "shape": list(t.shape)}
 
 
+def shard_of(t: Any, full: torch.Tensor) -> torch.Tensor:
+    """This rank's part of `full` laid out as the sharded tensor `t` (distribute_tensor
+    without communication: every rank holds the same full value); `full` itself for
+    a plain tensor."""
+    if not is_dtensor(t):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+    return distribute_tensor(full, t.device_mesh, t.placements, src_data_rank=None).to_local()
+
+
 def full_tensor(t: Any) -> Any:
     """The global value: a collective for a sharded tensor (every rank must call it)."""
     return t.full_tensor() if is_dtensor(t) else t

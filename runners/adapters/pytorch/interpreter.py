@@ -125,8 +125,21 @@ class CaseRun:
         return self.step_index if seed == "step" else self.rank if seed == "rank" else int(seed)
 
     def step_build(self, body: dict[str, Any], path: str) -> None:
-        self.models[body["as"]] = fx.build_module(self.fixture(body["fixture"]), self.seed(body), self.on_probe,
-                                                  self.checkpoint, self.placement)
+        model = fx.build_module(self.fixture(body["fixture"]), self.seed(body), self.on_probe,
+                                self.checkpoint, self.placement)
+        self.models[body["as"]] = model.to("meta") if body.get("device") == "meta" else model
+
+    def step_to_empty(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).to_empty(device=self.placement)
+
+    def step_init_parameters(self, body: dict[str, Any], path: str) -> None:
+        full = dict(fx.build_module(self.fixture(body["fixture"]), self.seed(body), device=self.placement)
+                    .named_parameters())
+        with torch.no_grad():
+            for name, p in self.module(body["model"]).named_parameters():
+                if name not in full:
+                    raise ValueError(f"init_parameters: fixture {body['fixture']} has no parameter '{name}'")
+                cp.local(p).copy_(cp.shard_of(p, full[name]))
 
     def step_copy(self, body: dict[str, Any], path: str) -> None:
         import copy

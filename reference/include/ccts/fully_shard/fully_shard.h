@@ -37,6 +37,9 @@ struct ShardedLayout {
 // The layout of a tensor fully_shard registered as sharded, or nothing for a
 // plain tensor.
 std::optional<ShardedLayout> sharded_layout(const torch::Tensor& tensor);
+// distribute_tensor(full, ...).to_local() without communication: this rank's
+// part of `full` laid out as the sharded tensor, or `full` for a plain one.
+torch::Tensor shard_of(const torch::Tensor& tensor, const torch::Tensor& full);
 // DTensor.full_tensor(): the global value; a collective for a sharded
 // tensor (every rank must call it), the tensor itself otherwise.
 torch::Tensor full_tensor(const torch::Tensor& tensor);
@@ -97,6 +100,12 @@ void set_force_sum_reduction_for_comms(nn::Module& module, bool enable);
 // its pre-backward. They change when parameters are gathered, not values.
 void set_modules_to_forward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules);
 void set_modules_to_backward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules);
+
+// module.to_empty(device=device) and module.to(dtype) over a tree with
+// fully_shard modules: sharded parameters get new storage and stay sharded;
+// the rest converts as nn::Module does.
+void to_empty(nn::Module& module, const torch::Device& device);
+void to_dtype(nn::Module& module, torch::ScalarType dtype);
 
 // FQNs (relative to the module) of the parameters its call manages that the
 // module holds, in named_parameters order; nothing when the call manages

@@ -110,6 +110,9 @@ class Module : public std::enable_shared_from_this<Module> {
   void to(const torch::Device& device);
   // module.to(dtype): floating-point parameters and buffers converted in place.
   void to(torch::Dtype dtype);
+  // module.to_empty(device=device): every tensor not on `device` gets new
+  // storage there (zeros here; PyTorch leaves it uninitialised).
+  void to_empty(const torch::Device& device);
   void zero_grad(bool set_to_none = true);
 
   // PyTorch's repr(module): the type name, extra_repr() and the children.
