@@ -228,6 +228,10 @@ const std::map<std::string, MethodStep>& method_steps() {
        [](nn::Module& m, const json& b, const ModuleRef&) {
          fully_shard::set_force_sum_reduction_for_comms(m, b.at("value").get<bool>());
        }},
+      {"register_fsdp_forward_method",
+       [](nn::Module& m, const json& b, const ModuleRef&) {
+         fully_shard::register_fsdp_forward_method(m, b.at("method").get<std::string>());
+       }},
       {"set_modules_to_forward_prefetch",
        [](nn::Module& m, const json& b, const ModuleRef& ref) {
          fully_shard::set_modules_to_forward_prefetch(m, modules_of(b.at("modules"), ref));
@@ -246,7 +250,8 @@ bool run_method_step(const std::string& step, const json& body, const ModuleRef&
   auto it = method_steps().find(step);
   if (it == method_steps().end()) return false;
   auto module = module_ref(body.at("model"));
-  if (!fully_shard::fully_shard_state(*module)) {
+  // register_fsdp_forward_method is a function, a no-op on other modules; the rest are FSDPModule methods.
+  if (step != "register_fsdp_forward_method" && !fully_shard::fully_shard_state(*module)) {
     throw std::invalid_argument("'" + module->type_name() + "' object has no attribute '" + step + "'");
   }
   it->second(*module, body, module_ref);

@@ -112,6 +112,7 @@ class CaseRun {
         {"to_empty", &CaseRun::step_to_empty},
         {"init_parameters", &CaseRun::step_init_parameters},
         {"forward", &CaseRun::step_forward},
+        {"call_method", &CaseRun::step_call_method},
         {"backward", &CaseRun::step_backward},
         {"zero_grad", &CaseRun::step_zero_grad},
         {"sgd_step", &CaseRun::step_sgd_step},
@@ -186,6 +187,13 @@ class CaseRun {
     }
     const int64_t chunk = whole.size(dim) / chunks;
     values_[body.at("as").get<std::string>()] = whole.narrow(dim, (rank_ / size) * chunk, chunk).clone();
+  }
+
+  void step_call_method(const json& body, const std::string&) {
+    nn::Args args;
+    for (const auto& a : body.value("args", json::array())) args.push_back(value(a));
+    nn::Value out = model(body.at("model")).call_method(body.at("method").get<std::string>(), args);
+    if (body.contains("as")) values_[body["as"].get<std::string>()] = out;
   }
 
   void step_backward(const json& body, const std::string&) {

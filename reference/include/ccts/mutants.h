@@ -19,7 +19,8 @@
 // hsdp_replicas_ignored (a 2-D mesh's replicate dim dropped: no all-reduce),
 // mesh_unchecked (3-D meshes and 2-D meshes without names accepted),
 // sub_mesh_is_world (mesh[dim] is the whole world), mp_inputs_not_cast
-// (cast_forward_inputs ignored).
+// (cast_forward_inputs ignored), forward_method_unwrapped
+// (register_fsdp_forward_method does nothing).
 #include <cstdlib>
 #include <string>
 

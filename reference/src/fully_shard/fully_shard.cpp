@@ -546,6 +546,22 @@ void set_modules_to_backward_prefetch(nn::Module& module, const std::vector<std:
   state_of(module).backward_prefetch = prefetch_states(modules);
 }
 
+void register_fsdp_forward_method(nn::Module& module, const std::string& method) {
+  auto state = fully_shard_state(module);
+  if (!state) return;  // a no-op on other modules, as in PyTorch
+  std::weak_ptr<FSDPState> weak = state;
+  module.wrap_method(method, [weak](nn::Module& m, const nn::Args& args, const nn::Kwargs& kwargs,
+                                    const nn::Module::Method& original) {
+    auto state = weak.lock();
+    if (!state || mutant("forward_method_unwrapped")) return original(args, kwargs);
+    state->pre_forward(m);
+    auto cast = state->cast_inputs(args, kwargs);
+    nn::Value out = cast ? original(cast->args, cast->kwargs) : original(args, kwargs);
+    state->post_forward(m, out, state);
+    return state->cast_output(out).value_or(out);
+  });
+}
+
 namespace {
 // Every parameter group of the fully_shard calls in `module`'s subtree, once each.
 std::vector<std::shared_ptr<FSDPParamGroup>> groups_in(nn::Module& module) {

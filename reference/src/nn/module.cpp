@@ -515,6 +515,22 @@ void Module::to_empty(const torch::Device& device) {
   }
 }
 
+Value Module::call_method(const std::string& name, const Args& args, const Kwargs& kwargs) {
+  if (!has_method(name)) throw std::invalid_argument("'" + type_name() + "' object has no attribute '" + name + "'");
+  Method original = [this, name](const Args& a, const Kwargs& k) { return run_method(name, a, k); };
+  auto it = method_wrappers_.find(name);
+  return it == method_wrappers_.end() ? original(args, kwargs) : it->second(*this, args, kwargs, original);
+}
+
+void Module::wrap_method(const std::string& name, MethodWrapper wrapper) {
+  if (!has_method(name)) throw std::invalid_argument("'" + type_name() + "' object has no attribute '" + name + "'");
+  method_wrappers_[name] = std::move(wrapper);
+}
+
+Value Module::run_method(const std::string& name, const Args&, const Kwargs&) {
+  throw std::invalid_argument("'" + type_name() + "' object has no attribute '" + name + "'");
+}
+
 void Module::zero_grad(bool set_to_none) {
   for (auto& parameter : parameters()) {
     if (!parameter.grad().defined()) continue;

@@ -43,19 +43,21 @@ class FixtureModule(nn.Module):
         self._context = context
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        program = self.definition["forward"]
+        return self._call_program("forward", self.definition["forward"], args, kwargs)
+
+    def _call_program(self, method: str, program: dict[str, Any], args: tuple, kwargs: dict[str, Any]) -> Any:
         params = program["params"]
         cls = type(self).__name__
         if len(args) > len(params):
-            raise TypeError(f"{cls}.forward() takes {len(params) + 1} positional arguments but {len(args) + 1} were given")
+            raise TypeError(f"{cls}.{method}() takes {len(params) + 1} positional arguments but {len(args) + 1} were given")
         env = dict(zip(params, args))
         for key, value in kwargs.items():
             if key not in params:
-                raise TypeError(f"{cls}.forward() got an unexpected keyword argument '{key}'")
+                raise TypeError(f"{cls}.{method}() got an unexpected keyword argument '{key}'")
             env[key] = value
         for p in params:
             if p not in env:
-                raise TypeError(f"{cls}.forward() missing 1 required positional argument: '{p}'")
+                raise TypeError(f"{cls}.{method}() missing 1 required positional argument: '{p}'")
         for op in program["body"]:
             self._run(op, env)
         return env[program["return"]]
@@ -183,7 +185,9 @@ class Builder:
         definition = self.classes[cls]
         if cls not in self.types:
             # type(module).__name__ is the class name, as ModTracker and repr() need.
-            self.types[cls] = type(cls, (FixtureModule,), {"definition": definition})
+            # Other methods (`methods`) are methods of the class, as upstream's are.
+            methods = {name: _method(name, program) for name, program in (definition.get("methods") or {}).items()}
+            self.types[cls] = type(cls, (FixtureModule,), {"definition": definition, **methods})
         module = self.types[cls](self.context)
         seed = self.context.seed
 
@@ -213,6 +217,13 @@ class Builder:
                 # A plain list: not registered, like FakeSequential._module_sequence.
                 object.__setattr__(module, name, [self.build(s, join(path, str(i))) for i, s in enumerate(specs)])
         return module
+
+
+def _method(name: str, program: dict[str, Any]) -> Callable[..., Any]:
+    def method(self: FixtureModule, *args: Any, **kwargs: Any) -> Any:
+        return self._call_program(name, program, args, kwargs)
+    method.__name__ = name
+    return method
 
 
 def build_module(fixture: dict[str, Any], seed: int = 0, probe: Optional[Probe] = None,

@@ -190,6 +190,12 @@ class CaseRun:
         if "as" in body:
             self.values[body["as"]] = out
 
+    def step_call_method(self, body: dict[str, Any], path: str) -> None:
+        module = self.module(body["model"])
+        out = getattr(module, body["method"])(*[self.values[a] for a in body.get("args", [])])
+        if "as" in body:
+            self.values[body["as"]] = out
+
     def step_backward(self, body: dict[str, Any], path: str) -> None:
         value = self.values[body["of"]]
         if "item" in body:
@@ -506,6 +512,13 @@ class CaseRun:
 
     def step_set_modules_to_backward_prefetch(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).set_modules_to_backward_prefetch([self.module(m) for m in body["modules"]])
+
+    def step_register_fsdp_forward_method(self, body: dict[str, Any], path: str) -> None:
+        try:
+            from torch.distributed.fsdp import register_fsdp_forward_method
+        except ImportError:  # before 2.6
+            from torch.distributed._composable.fsdp import register_fsdp_forward_method  # type: ignore[no-redef]
+        register_fsdp_forward_method(self.module(body["model"]), body["method"])
 
     def step_count_collectives(self, body: dict[str, Any], path: str) -> None:
         mode = cp.comm_debug_mode()

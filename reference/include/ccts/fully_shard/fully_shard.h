@@ -101,6 +101,10 @@ void set_force_sum_reduction_for_comms(nn::Module& module, bool enable);
 void set_modules_to_forward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules);
 void set_modules_to_backward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules);
 
+// register_fsdp_forward_method: the method runs between the module's
+// pre-forward and post-forward, as forward does; a no-op on other modules.
+void register_fsdp_forward_method(nn::Module& module, const std::string& method);
+
 // module.to_empty(device=device) and module.to(dtype) over a tree with
 // fully_shard modules: sharded parameters get new storage and stay sharded;
 // the rest converts as nn::Module does.

@@ -59,6 +59,17 @@ class Module : public std::enable_shared_from_this<Module> {
   // The computation; PyTorch's message when a module defines none.
   virtual Value forward(const Args& args, const Kwargs& kwargs);
 
+  // Methods other than forward (fixture classes define them): `module.<name>(...)`,
+  // through the wrapper set for it, if any. An unknown name throws
+  // std::invalid_argument with Python's AttributeError text.
+  virtual bool has_method(const std::string& name) const { return false; }
+  Value call_method(const std::string& name, const Args& args, const Kwargs& kwargs = {});
+  using Method = std::function<Value(const Args&, const Kwargs&)>;
+  // Replaces the method by wrapper(module, args, kwargs, original), as
+  // setattr(module, name, wrapped) does (register_fsdp_forward_method).
+  using MethodWrapper = std::function<Value(Module&, const Args&, const Kwargs&, const Method& original)>;
+  void wrap_method(const std::string& name, MethodWrapper wrapper);
+
   // Registration (register_module / register_parameter / register_buffer).
   // Registering an existing name replaces the entry in place, like setattr.
   std::shared_ptr<Module> register_module(const std::string& name, std::shared_ptr<Module> module);
@@ -169,6 +180,11 @@ class Module : public std::enable_shared_from_this<Module> {
   std::shared_ptr<HookList<StateDictPreHook>> state_dict_pre_hooks_;
   std::shared_ptr<HookList<StateDictPreHook>> load_state_dict_pre_hooks_;
   std::string deep_copy_error_;
+  std::map<std::string, MethodWrapper> method_wrappers_;
+
+ protected:
+  // The method itself (without wrappers); has_method(name) is true.
+  virtual Value run_method(const std::string& name, const Args& args, const Kwargs& kwargs);
 };
 
 // Gives a module type its clone_shallow() from its copy constructor.
