@@ -53,13 +53,15 @@ MUTANTS = {
     "mesh_unchecked": ("fully_shard", {"fully_shard.mesh.three_dims_rejected",
                                        "fully_shard.mesh.two_dims_without_names_rejected"}),
     "sub_mesh_is_world": ("fully_shard", {"fully_shard.mesh.sub_mesh_one_dim"}),
+    "fsdp_reshards_in_recompute": ("fully_shard", {"fully_shard.checkpoint.reshard_true"}),
     "forward_method_unwrapped": ("fully_shard", {"fully_shard.methods.forward_method_gathers"}),
     "mp_inputs_not_cast": ("fully_shard", {"fully_shard.mp.param_dtype_forward", "fully_shard.mp.output_dtype"}),
 }
 # Mutants whose effect needs more than one rank.
 WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignored": "4", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
                "shard_round_down": "2", "shard_placement_ignored": "2", "hsdp_replicas_ignored": "4",
-               "mesh_unchecked": "4", "sub_mesh_is_world": "4", "forward_method_unwrapped": "2"}
+               "mesh_unchecked": "4", "sub_mesh_is_world": "4", "forward_method_unwrapped": "2",
+               "fsdp_reshards_in_recompute": "2"}
 
 
 @unittest.skipUnless(Path(ADAPTER).exists(), f"the reference adapter is not built ({ADAPTER})")

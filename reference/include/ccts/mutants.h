@@ -20,7 +20,9 @@
 // mesh_unchecked (3-D meshes and 2-D meshes without names accepted),
 // sub_mesh_is_world (mesh[dim] is the whole world), mp_inputs_not_cast
 // (cast_forward_inputs ignored), forward_method_unwrapped
-// (register_fsdp_forward_method does nothing).
+// (register_fsdp_forward_method does nothing), fsdp_reshards_in_recompute
+// (checkpoint's recomputation in backward runs the forward hooks as forward
+// does, resharding what backward needs).
 #include <cstdlib>
 #include <string>
 

@@ -182,7 +182,17 @@ class FSDPState : public composable::State {
     }
   }
 
+  // Between this state's pre-backward and the end of backward: a forward
+  // then is activation checkpointing's recomputation, which runs on the
+  // group gathered for backward (gathered again if a post-backward already
+  // resharded it) and must not reshard it.
+  bool in_backward = false;
+
   void pre_forward(const nn::Module& module) {
+    if (in_backward && !mutant("fsdp_reshards_in_recompute")) {
+      if (group) group->unshard();
+      return;
+    }
     if (modules_to_run.empty()) modules_to_run.insert(modules.begin(), modules.end());
     lazy_init();
     if (group) group->unshard();
@@ -214,6 +224,7 @@ class FSDPState : public composable::State {
 
   // `self` is this state: the pre-backward hook holds it weakly.
   void post_forward(const nn::Module& module, const nn::Value& output, const std::shared_ptr<FSDPState>& self) {
+    if (in_backward && !mutant("fsdp_reshards_in_recompute")) return;
     modules_to_run.erase(&module);
     if (!modules_to_run.empty()) return;  // a list call reshards after its last module
     if (group) group->post_forward();
@@ -236,11 +247,14 @@ class FSDPState : public composable::State {
         if (auto ctx = weak.lock()) {
           for (auto& weak_state : ctx->all_states) {
             auto state = weak_state.lock();
-            if (state && state->group && state->group->owes_post_backward()) state->group->post_backward();
+            if (!state) continue;
+            state->in_backward = false;
+            if (state->group && state->group->owes_post_backward()) state->group->post_backward();
           }
         }
       });
     }
+    in_backward = true;
     if (group) group->pre_backward();
     for (const auto& weak : backward_prefetch) {
       if (auto target = weak.lock(); target && target->group) target->group->unshard();
