@@ -128,6 +128,8 @@ json grad_storage_groups(nn::Module& module) {
 
 }  // namespace
 
+torch::Tensor parameter_of(const json& ref, const ModuleRef& module_ref) { return parameter_ref(ref, module_ref); }
+
 json strings_json(const std::vector<std::string>& items) { return {{"kind", "strings"}, {"items", items}}; }
 json json_value(json value) { return {{"kind", "json"}, {"value", std::move(value)}}; }
 

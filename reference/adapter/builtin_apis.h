@@ -24,6 +24,9 @@ const composable::Contract* builtin_contract(const std::string& name);
 // The class name of a built-in API's state (`_ReplicateState`, `FSDPState`).
 std::string builtin_state_class(const std::string& api);
 
+// `model.<path>.<name>`: a parameter, looked up as get_parameter does.
+torch::Tensor parameter_of(const json& ref, const ModuleRef& module_ref);
+
 // apply: {api: replicate | fully_shard, to, kwargs}.
 void apply_builtin(const std::string& api, const json& to, const json& kwargs, const ModuleRef& module_ref);
 

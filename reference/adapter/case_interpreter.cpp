@@ -116,6 +116,7 @@ class CaseRun {
         {"backward", &CaseRun::step_backward},
         {"zero_grad", &CaseRun::step_zero_grad},
         {"sgd_step", &CaseRun::step_sgd_step},
+        {"clip_grad_norm", &CaseRun::step_clip_grad_norm},
         {"mse_loss", &CaseRun::step_mse_loss},
         {"load_state_dict", &CaseRun::step_load_state_dict},
         {"set_requires_grad", &CaseRun::step_set_requires_grad},
@@ -233,7 +234,17 @@ class CaseRun {
   // module.requires_grad_(value): every parameter of the module and its children.
   void step_set_requires_grad(const json& body, const std::string&) {
     const bool value = body.at("value").get<bool>();
-    for (auto& p : model(body.at("model")).parameters()) p.requires_grad_(value);
+    if (body.contains("model")) {
+      for (auto& p : model(body.at("model")).parameters()) p.requires_grad_(value);
+    }
+    for (const auto& ref : body.value("parameters", json::array())) {
+      parameter_of(ref, [this](const json& r) { return module_ref(r); }).requires_grad_(value);
+    }
+  }
+
+  void step_clip_grad_norm(const json& body, const std::string&) {
+    torch::Tensor norm = fully_shard::clip_grad_norm_(model(body.at("model")).parameters(), body.at("max_norm").get<double>());
+    if (body.contains("as")) values_[body["as"].get<std::string>()] = norm;
   }
 
   void step_cast(const json& body, const std::string&) {

@@ -54,6 +54,8 @@ MUTANTS = {
                                        "fully_shard.mesh.two_dims_without_names_rejected"}),
     "sub_mesh_is_world": ("fully_shard", {"fully_shard.mesh.sub_mesh_one_dim"}),
     "fsdp_reshards_in_recompute": ("fully_shard", {"fully_shard.checkpoint.reshard_true"}),
+    "fsdp_freeze_ignored": ("fully_shard", {"fully_shard.frozen.after_fully_shard"}),
+    "clip_local_norm": ("fully_shard", {"fully_shard.clip.total_norm_over_shards"}),
     "forward_method_unwrapped": ("fully_shard", {"fully_shard.methods.forward_method_gathers"}),
     "mp_inputs_not_cast": ("fully_shard", {"fully_shard.mp.param_dtype_forward", "fully_shard.mp.output_dtype"}),
 }
@@ -61,7 +63,7 @@ MUTANTS = {
 WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignored": "4", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
                "shard_round_down": "2", "shard_placement_ignored": "2", "hsdp_replicas_ignored": "4",
                "mesh_unchecked": "4", "sub_mesh_is_world": "4", "forward_method_unwrapped": "2",
-               "fsdp_reshards_in_recompute": "2"}
+               "fsdp_reshards_in_recompute": "2", "fsdp_freeze_ignored": "2", "clip_local_norm": "2"}
 
 
 @unittest.skipUnless(Path(ADAPTER).exists(), f"the reference adapter is not built ({ADAPTER})")

@@ -22,7 +22,9 @@
 // (cast_forward_inputs ignored), forward_method_unwrapped
 // (register_fsdp_forward_method does nothing), fsdp_reshards_in_recompute
 // (checkpoint's recomputation in backward runs the forward hooks as forward
-// does, resharding what backward needs).
+// does, resharding what backward needs), fsdp_freeze_ignored (freezing a
+// shard after fully_shard does not reach the gathered parameter),
+// clip_local_norm (clip_grad_norm_ scales by each rank's own shards' norm).
 #include <cstdlib>
 #include <string>
 

@@ -52,6 +52,7 @@ FSDPParam::FSDPParam(nn::Module* module, std::string name, const torch::Tensor& 
 void FSDPParam::adopt(const torch::Tensor& padded) {
   padded_ = padded;
   const int64_t rows = rule_.rows_of(rank_);
+  if (sharded_.defined()) requires_grad_ = sharded_.requires_grad();
   sharded_ = padded_.narrow(rule_.dim, 0, rows).detach().requires_grad_(requires_grad_);
   detail::mark_sharded(sharded_, ShardedLayout{global_shape_, placements("Shard(" + std::to_string(rule_.dim) + ")")},
                        gatherer(), [rule = rule_, rank = rank_](const torch::Tensor& full) {
@@ -105,7 +106,10 @@ void FSDPParam::to_sharded() {
   free_unsharded();
 }
 
-void FSDPParam::to_unsharded() { register_on_module(unsharded_); }
+void FSDPParam::to_unsharded() {
+  if (!mutant("fsdp_freeze_ignored")) unsharded_.requires_grad_(sharded_.requires_grad());
+  register_on_module(unsharded_);
+}
 
 void FSDPParam::to_sharded_post_forward(int group_size) {
   if (rule_.dim != 0) throw Unsupported("an integer reshard_after_forward with a shard dim other than 0 is not supported by ccts-reference");

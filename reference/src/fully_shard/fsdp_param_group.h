@@ -63,7 +63,8 @@ class FSDPParam {
   const ShardRule& rule() const { return rule_; }
   // The shape of rank r's shard.
   std::vector<int64_t> shard_shape(int rank) const;
-  bool requires_grad() const { return requires_grad_; }
+  // The registered shard's flag: freezing it after fully_shard counts from the next gather.
+  bool requires_grad() const { return sharded_.requires_grad(); }
   // Runs on_accumulated after each backward accumulates into the unsharded gradient.
   void hook_unsharded_grad(std::function<void()> on_accumulated);
 
@@ -79,7 +80,7 @@ class FSDPParam {
   std::string name_;
   std::shared_ptr<distributed::ProcessGroup> group_;
   int rank_;
-  bool requires_grad_;
+  bool requires_grad_;  // at construction (and after convert): whether the gradient hook exists
   bool replicated_;
   std::optional<torch::ScalarType> param_dtype_;
   ShardRule rule_;

@@ -560,6 +560,29 @@ void set_modules_to_backward_prefetch(nn::Module& module, const std::vector<std:
   state_of(module).backward_prefetch = prefetch_states(modules);
 }
 
+torch::Tensor clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> norms;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : parameters) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    norms.push_back(torch::linalg_vector_norm(full_tensor(p.grad()), 2));
+  }
+  if (grads.empty()) return torch::zeros({});
+  torch::Tensor total = torch::linalg_vector_norm(torch::stack(norms), 2);
+  torch::Tensor coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+  if (!mutant("clip_local_norm")) {
+    for (auto& g : grads) g.mul_(coef.to(g.dtype()));
+  } else {  // each rank's own shards' norm: what clipping without the collective gives
+    std::vector<torch::Tensor> local;
+    for (auto& g : grads) local.push_back(torch::linalg_vector_norm(g, 2));
+    torch::Tensor local_coef = torch::clamp(max_norm / (torch::linalg_vector_norm(torch::stack(local), 2) + 1e-6), c10::nullopt, 1.0);
+    for (auto& g : grads) g.mul_(local_coef);
+  }
+  return total;
+}
+
 void register_fsdp_forward_method(nn::Module& module, const std::string& method) {
   auto state = fully_shard_state(module);
   if (!state) return;  // a no-op on other modules, as in PyTorch

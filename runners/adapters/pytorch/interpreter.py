@@ -224,7 +224,15 @@ class CaseRun:
         self.module(body["model"]).load_state_dict(self.module(body["from"]).state_dict())
 
     def step_set_requires_grad(self, body: dict[str, Any], path: str) -> None:
-        self.module(body["model"]).requires_grad_(body["value"])
+        if "model" in body:
+            self.module(body["model"]).requires_grad_(body["value"])
+        for ref in body.get("parameters", []):
+            self.parameter(ref).requires_grad_(body["value"])
+
+    def step_clip_grad_norm(self, body: dict[str, Any], path: str) -> None:
+        norm = torch.nn.utils.clip_grad_norm_(self.module(body["model"]).parameters(), body["max_norm"])
+        if "as" in body:
+            self.values[body["as"]] = cp.full_tensor(norm)
 
     def step_to_device(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).to(torch.device(body["device"]))

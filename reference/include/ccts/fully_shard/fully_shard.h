@@ -101,6 +101,12 @@ void set_force_sum_reduction_for_comms(nn::Module& module, bool enable);
 void set_modules_to_forward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules);
 void set_modules_to_backward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules);
 
+// torch.nn.utils.clip_grad_norm_(parameters, max_norm) over sharded and
+// plain gradients: the total 2-norm of the full gradients (a collective when
+// any is sharded: every rank must call it), then each gradient scaled by
+// min(max_norm / (norm + 1e-6), 1). Returns the total norm.
+torch::Tensor clip_grad_norm_(const std::vector<torch::Tensor>& parameters, double max_norm);
+
 // register_fsdp_forward_method: the method runs between the module's
 // pre-forward and post-forward, as forward does; a no-op on other modules.
 void register_fsdp_forward_method(nn::Module& module, const std::string& method);
