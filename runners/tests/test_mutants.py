@@ -56,6 +56,7 @@ MUTANTS = {
     "fsdp_reshards_in_recompute": ("fully_shard", {"fully_shard.checkpoint.reshard_true"}),
     "fsdp_freeze_ignored": ("fully_shard", {"fully_shard.frozen.after_fully_shard"}),
     "clip_local_norm": ("fully_shard", {"fully_shard.clip.total_norm_over_shards"}),
+    "fsdp_tie_broken": ("fully_shard", {"fully_shard.tied.one_group", "fully_shard.tied.list_call"}),
     "forward_method_unwrapped": ("fully_shard", {"fully_shard.methods.forward_method_gathers"}),
     "mp_inputs_not_cast": ("fully_shard", {"fully_shard.mp.param_dtype_forward", "fully_shard.mp.output_dtype"}),
 }

@@ -24,7 +24,8 @@
 // (checkpoint's recomputation in backward runs the forward hooks as forward
 // does, resharding what backward needs), fsdp_freeze_ignored (freezing a
 // shard after fully_shard does not reach the gathered parameter),
-// clip_local_norm (clip_grad_norm_ scales by each rank's own shards' norm).
+// clip_local_norm (clip_grad_norm_ scales by each rank's own shards' norm),
+// fsdp_tie_broken (a tied Parameter's second place keeps the original).
 #include <cstdlib>
 #include <string>
 

@@ -21,6 +21,7 @@ FSDPParam::FSDPParam(nn::Module* module, std::string name, const torch::Tensor& 
                      std::optional<torch::ScalarType> param_dtype)
     : module_(module),
       name_(std::move(name)),
+      original_(original.getIntrusivePtr()),
       group_(std::move(group)),
       rank_(group_->rank()),
       requires_grad_(original.requires_grad()),
@@ -90,10 +91,19 @@ bool FSDPParam::owns(const torch::Tensor& t) const {
   return t.is_same(sharded_) || t.is_same(unsharded_) || (post_forward_.defined() && t.is_same(post_forward_));
 }
 
+void FSDPParam::add_alias(nn::Module* module, std::string name) {
+  aliases_.emplace_back(module, std::move(name));
+  register_on_module(sharded_);
+}
+
 void FSDPParam::register_on_module(const torch::Tensor& tensor) {
   torch::Tensor* slot = module_->find_parameter(name_);
   if (slot == nullptr) throw std::logic_error("fully_shard: parameter '" + name_ + "' is gone from its module");
   *slot = tensor;
+  if (mutant("fsdp_tie_broken")) return;
+  for (const auto& [module, name] : aliases_) {
+    if (torch::Tensor* alias = module->find_parameter(name)) *alias = tensor;
+  }
 }
 
 void FSDPParam::hook_unsharded_grad(std::function<void()> on_accumulated) {

@@ -35,6 +35,11 @@ class FSDPParam {
             std::shared_ptr<distributed::ProcessGroup> group, int64_t shard_dim, bool replicated,
             std::optional<torch::ScalarType> param_dtype = std::nullopt);
 
+  // A tied parameter: the same Parameter also registered as `name` on `module`.
+  void add_alias(nn::Module* module, std::string name);
+  // The Parameter fully_shard found (for FSDP2's check that no two groups manage it).
+  const c10::TensorImpl* original() const { return original_._unsafe_get_target(); }
+
   void to_sharded();
   void to_unsharded();
   // module.to(device / dtype) and to_empty (empty: zeros, the old values are
@@ -78,6 +83,9 @@ class FSDPParam {
 
   nn::Module* module_;
   std::string name_;
+  std::vector<std::pair<nn::Module*, std::string>> aliases_;
+  // Held weakly: its address stays unique while this lives, its storage goes.
+  c10::weak_intrusive_ptr<c10::TensorImpl> original_;
   std::shared_ptr<distributed::ProcessGroup> group_;
   int rank_;
   bool requires_grad_;  // at construction (and after convert): whether the gradient hook exists

@@ -158,10 +158,31 @@ class FSDPState : public composable::State {
       }
       context->all_states.push_back(state);
     }
+    check_no_duplicate_params();
     check_materialized();
     // The root keeps its parameters gathered from forward to backward
     // unless told otherwise.
     if (auto_reshard_after_forward && group) group->post_forward_mode = FSDPParamGroup::PostForward::Keep;
+  }
+
+  // FSDP-SHARED-002: a Parameter two groups manage (tied across groups).
+  void check_no_duplicate_params() const {
+    std::unordered_set<const c10::TensorImpl*> seen;
+    nn::Module& root = *modules.front();
+    for (const auto& weak : context->all_states) {
+      auto state = weak.lock();
+      if (!state || !state->group) continue;
+      for (const auto& p : state->group->params()) {
+        if (seen.insert(p->original()).second) continue;
+        std::string fqn;
+        for (const auto& [name, t] : root.named_parameters()) {
+          if (p->owns(t)) fqn = name;
+        }
+        throw std::invalid_argument("Parameter '" + fqn + "' is shared with a parameter already managed by another FSDP "
+                                    "group. For shared/tied parameters, use fully_shard([module_a, module_b]) to place "
+                                    "them in the same FSDP group.");
+      }
+    }
   }
 
   // FSDP-INIT-002: the first group, in the root's order, with parameters still on meta.
@@ -383,9 +404,16 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
     // _get_managed_states: each managed module's own parameters, once each.
     std::vector<std::pair<nn::Module*, std::string>> owned;
     std::unordered_set<const void*> seen;
+    // A Parameter registered in several managed modules (tied): one FSDPParam,
+    // registered in each place.
+    std::vector<std::pair<const void*, std::pair<nn::Module*, std::string>>> aliases;
     for (nn::Module* m : modules) {
       for (const auto& [name, p] : m->named_parameters("", false)) {
-        if (ignored.count(p.unsafeGetTensorImpl()) || !seen.insert(p.unsafeGetTensorImpl()).second) continue;
+        if (ignored.count(p.unsafeGetTensorImpl())) continue;
+        if (!seen.insert(p.unsafeGetTensorImpl()).second) {
+          aliases.push_back({p.unsafeGetTensorImpl(), {m, name}});
+          continue;
+        }
         if (p.dim() == 0) {
           throw std::invalid_argument("fully_shard doesn't support scalar parameters. Change " + name +
                                       " to a 1D tensor with numel equal to 1.");
@@ -401,6 +429,11 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
         const auto& [m, name] = owned[i];
         params.push_back(std::make_unique<FSDPParam>(m, name, m->parameter(name), group, dims[i], replicate_group != nullptr,
                                                      options.mp_policy.param_dtype));
+      }
+      for (const auto& [impl, where] : aliases) {
+        for (auto& param : params) {
+          if (param->original() == impl) param->add_alias(where.first, where.second);
+        }
       }
       state->group = std::make_shared<FSDPParamGroup>(std::move(params), group, replicate_group);
       state->group->reduce_dtype = options.mp_policy.reduce_dtype ? options.mp_policy.reduce_dtype : options.mp_policy.param_dtype;

@@ -216,6 +216,9 @@ class Builder:
                 specs = items if specs == "$items" else specs
                 # A plain list: not registered, like FakeSequential._module_sequence.
                 object.__setattr__(module, name, [self.build(s, join(path, str(i))) for i, s in enumerate(specs)])
+        for tie in definition.get("ties") or []:  # `a.weight = b.weight`: one Parameter in two places
+            owner, _, attr = tie["parameter"].rpartition(".")
+            setattr(module.get_submodule(owner) if owner else module, attr, module.get_parameter(tie["to"]))
         return module
 
 
