@@ -37,12 +37,15 @@ MUTANTS = {
     "replicate_group_ignored": ("replicate", {"replicate.process_group.subgroups_of_two"}),
     "replicate_no_rebuild": ("replicate", {"replicate.bucket.rebuilt_by_cap"}),
     "replicate_wraps": ("replicate", {"replicate.state_dict.single_module", "replicate.state_dict.non_root_multiple"}),
-    "shard_round_down": ("fully_shard", {"fully_shard.shard.uneven_layout_ws2", "fully_shard.parity.uneven_model"}),
+    "shard_round_down": ("fully_shard", {"fully_shard.shard.uneven_layout_ws2", "fully_shard.parity.uneven_model",
+                                         "fully_shard.shard.uneven_layout_ws4"}),
     "fsdp_never_reshards": ("fully_shard", {"fully_shard.reshard.after_forward_per_setting",
-                                            "fully_shard.reshard.root_false_explicit_true"}),
+                                            "fully_shard.reshard.root_false_explicit_true",
+                                            "fully_shard.reshard.int_group_size"}),
     "fsdp_any_root": ("fully_shard", {"fully_shard.root.child_forward_first"}),
     "shard_placement_ignored": ("fully_shard", {"fully_shard.placement.dim1_layout",
                                                 "fully_shard.placement.dim1_local_shapes_ws2",
+                                                "fully_shard.placement.dim1_local_shapes_ws4",
                                                 "fully_shard.placement.largest_dim",
                                                 "fully_shard.placement.negative_dim",
                                                 "fully_shard.placement.uneven_dim1_rejected"}),
@@ -62,9 +65,23 @@ MUTANTS = {
 }
 # Mutants whose effect needs more than one rank.
 WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignored": "4", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
-               "shard_round_down": "2", "shard_placement_ignored": "2", "hsdp_replicas_ignored": "4",
+               "shard_round_down": "2,4", "shard_placement_ignored": "2,4", "fsdp_never_reshards": "1,4", "hsdp_replicas_ignored": "4",
                "mesh_unchecked": "4", "sub_mesh_is_world": "4", "forward_method_unwrapped": "2",
                "fsdp_reshards_in_recompute": "2", "fsdp_freeze_ignored": "2", "clip_local_norm": "2"}
+
+
+class CasesBeyondTwoRanks(unittest.TestCase):
+    def test_each_case_that_runs_only_above_two_ranks_has_a_mutant_there(self) -> None:
+        # test_mutations tampers at 1 and 2 ranks only; a case that never runs
+        # there proves its strength through a mutant run at one of its sizes.
+        from runners.suite import Suite
+        for case in Suite().load_cases():
+            sizes = set(case.data.get("world_sizes", [1, 2, 4]))
+            if sizes & {1, 2}:
+                continue
+            covered = [m for m, (_, cases) in MUTANTS.items()
+                       if case.id in cases and sizes & {int(n) for n in WORLD_SIZES.get(m, "1").split(",")}]
+            self.assertTrue(covered, f"{case.id} runs only at {sorted(sizes)}: no mutant there must fail it")
 
 
 @unittest.skipUnless(Path(ADAPTER).exists(), f"the reference adapter is not built ({ADAPTER})")
