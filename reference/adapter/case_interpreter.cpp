@@ -199,7 +199,13 @@ class CaseRun {
 
   void step_backward(const json& body, const std::string&) {
     torch::Tensor loss;
-    const nn::Value& of = value(body.at("of"));
+    nn::Value listed;  // `of: [a, b]`: every value's tensors in one loss
+    if (body.at("of").is_array()) {
+      nn::Value::Items items;
+      for (const auto& v : body["of"]) items.push_back(value(v));
+      listed = nn::Value::list(std::move(items));
+    }
+    const nn::Value& of = body.at("of").is_array() ? listed : value(body.at("of"));
     // `item`: only that element of a tuple/list or key of a dict.
     const nn::Value& part = !body.contains("item") ? of
                             : body["item"].is_string() ? of.at(body["item"].get<std::string>())
@@ -280,7 +286,9 @@ class CaseRun {
     model(body.at("model")).to(torch::Device(body.at("device").get<std::string>()));
   }
 
-  void step_zero_grad(const json& body, const std::string&) { model(body.at("model")).zero_grad(); }
+  void step_zero_grad(const json& body, const std::string&) {
+    model(body.at("model")).zero_grad(body.value("set_to_none", true));
+  }
 
   void step_sgd_step(const json& body, const std::string&) {
     torch::NoGradGuard no_grad;

@@ -197,7 +197,8 @@ class CaseRun:
             self.values[body["as"]] = out
 
     def step_backward(self, body: dict[str, Any], path: str) -> None:
-        value = self.values[body["of"]]
+        of = body["of"]
+        value = [self.values[v] for v in of] if isinstance(of, list) else self.values[of]
         if "item" in body:
             value = value[body["item"]]
         tensors = [t for t in flatten(value) if isinstance(t, torch.Tensor)]
@@ -209,7 +210,7 @@ class CaseRun:
         loss.backward()
 
     def step_zero_grad(self, body: dict[str, Any], path: str) -> None:
-        self.module(body["model"]).zero_grad(set_to_none=True)
+        self.module(body["model"]).zero_grad(set_to_none=body.get("set_to_none", True))
 
     def step_sgd_step(self, body: dict[str, Any], path: str) -> None:
         with torch.no_grad():
