@@ -33,21 +33,6 @@ nn::Value python_value(const json& v) {
   throw std::invalid_argument("apply.kwargs: cannot pass " + v.dump());
 }
 
-// `model.<path>.<name>`: a parameter of a module, looked up as PyTorch's
-// get_parameter does, with its AttributeError texts (FIXTURES-REF-001).
-torch::Tensor parameter_ref(const json& ref, const ModuleRef& module_ref) {
-  const std::string text = ref.get<std::string>();
-  const std::size_t dot = text.rfind('.');
-  if (dot == std::string::npos) throw std::invalid_argument("'" + text + "' is not a parameter reference (model.<path>.<name>)");
-  auto module = module_ref(json(text.substr(0, dot)));
-  const std::string name = text.substr(dot + 1);
-  if (module->has_parameter(name)) return module->parameter(name);
-  if (module->has_child(name) || module->has_buffer(name) || module->has_attribute(name)) {
-    throw std::invalid_argument("`" + name + "` is not an nn.Parameter");
-  }
-  throw std::invalid_argument(module->type_name() + " has no attribute `" + name + "`");
-}
-
 void check_kwargs(const json& kwargs, std::initializer_list<const char*> known, const std::string& api) {
   for (const auto& item : kwargs.items()) {
     bool found = false;
@@ -128,7 +113,20 @@ json grad_storage_groups(nn::Module& module) {
 
 }  // namespace
 
-torch::Tensor parameter_of(const json& ref, const ModuleRef& module_ref) { return parameter_ref(ref, module_ref); }
+// `model.<path>.<name>`: a parameter of a module, looked up as PyTorch's
+// get_parameter does, with its AttributeError texts (FIXTURES-REF-001).
+torch::Tensor parameter_of(const json& ref, const ModuleRef& module_ref) {
+  const std::string text = ref.get<std::string>();
+  const std::size_t dot = text.rfind('.');
+  if (dot == std::string::npos) throw std::invalid_argument("'" + text + "' is not a parameter reference (model.<path>.<name>)");
+  auto module = module_ref(json(text.substr(0, dot)));
+  const std::string name = text.substr(dot + 1);
+  if (module->has_parameter(name)) return module->parameter(name);
+  if (module->has_child(name) || module->has_buffer(name) || module->has_attribute(name)) {
+    throw std::invalid_argument("`" + name + "` is not an nn.Parameter");
+  }
+  throw std::invalid_argument(module->type_name() + " has no attribute `" + name + "`");
+}
 
 json strings_json(const std::vector<std::string>& items) { return {{"kind", "strings"}, {"items", items}}; }
 json json_value(json value) { return {{"kind", "json"}, {"value", std::move(value)}}; }
@@ -172,7 +170,7 @@ void apply_builtin(const std::string& api, const json& to, const json& kwargs, c
     check_kwargs(kwargs, {"reshard_after_forward", "ignored_params", "mesh", "shard_placement_fn", "mp_policy"}, api);
     fully_shard::FullyShardOptions options;
     if (kwargs.contains("reshard_after_forward")) options.reshard_after_forward = python_value(kwargs["reshard_after_forward"]);
-    for (const auto& ref : kwargs.value("ignored_params", json::array())) options.ignored_params.push_back(parameter_ref(ref, module_ref));
+    for (const auto& ref : kwargs.value("ignored_params", json::array())) options.ignored_params.push_back(parameter_of(ref, module_ref));
     if (kwargs.contains("mesh")) options.mesh = device_mesh(kwargs["mesh"]);
     if (kwargs.contains("shard_placement_fn")) options.shard_dim = shard_placement_fn(kwargs["shard_placement_fn"]);
     if (kwargs.contains("mp_policy")) options.mp_policy = mp_policy(kwargs["mp_policy"]);

@@ -16,11 +16,17 @@ std::string python_tuple(const std::vector<std::string>& items) {
   return out + (items.size() == 1 ? ",)" : ")");
 }
 
+// Ranks are laid out row-major: rank = sum of coordinate[d] * stride[d].
+std::vector<int64_t> row_major_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> stride(shape.size(), 1);
+  for (std::size_t d = shape.size() - 1; d > 0; --d) stride[d - 1] = stride[d] * shape[d];
+  return stride;
+}
+
 // The ranks of each group along `dim`, groups ordered by the other coordinates.
 std::vector<std::vector<int>> groups_along(const std::vector<int64_t>& shape, std::size_t dim) {
   const int64_t world = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
-  std::vector<int64_t> stride(shape.size(), 1);
-  for (std::size_t d = shape.size() - 1; d > 0; --d) stride[d - 1] = stride[d] * shape[d];
+  const std::vector<int64_t> stride = row_major_strides(shape);
   std::vector<std::vector<int>> groups;
   std::vector<int64_t> key_of;  // each group's rank with coordinate 0 on `dim`
   for (int64_t r = 0; r < world; ++r) {
@@ -72,12 +78,7 @@ std::shared_ptr<DeviceMesh> DeviceMesh::sub(const std::string& name) const {
 
 std::string DeviceMesh::repr() const {
   std::vector<std::string> sizes, strides;
-  int64_t stride = 1;
-  std::vector<int64_t> row_major(shape_.size());
-  for (std::size_t d = shape_.size(); d-- > 0;) {
-    row_major[d] = stride;
-    stride *= shape_[d];
-  }
+  const std::vector<int64_t> row_major = row_major_strides(shape_);
   for (std::size_t d = 0; d < shape_.size(); ++d) {
     const std::string size = std::to_string(shape_[d]);
     sizes.push_back(names_.empty() ? size : names_[d] + "=" + size);

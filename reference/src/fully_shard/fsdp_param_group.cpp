@@ -55,10 +55,9 @@ void FSDPParam::adopt(const torch::Tensor& padded) {
   const int64_t rows = rule_.rows_of(rank_);
   if (sharded_.defined()) requires_grad_ = sharded_.requires_grad();
   sharded_ = padded_.narrow(rule_.dim, 0, rows).detach().requires_grad_(requires_grad_);
-  detail::mark_sharded(sharded_, ShardedLayout{global_shape_, placements("Shard(" + std::to_string(rule_.dim) + ")")},
-                       gatherer(), [rule = rule_, rank = rank_](const torch::Tensor& full) {
-                         return full.narrow(rule.dim, rule.start_of(rank), rule.rows_of(rank));
-                       });
+  detail::mark_sharded(sharded_, layout(), gatherer(), [rule = rule_, rank = rank_](const torch::Tensor& full) {
+    return full.narrow(rule.dim, rule.start_of(rank), rule.rows_of(rank));
+  });
   unsharded_ = torch::empty(global_shape_, padded_.options().dtype(param_dtype_.value_or(padded_.scalar_type())));
   free_unsharded();
   unsharded_.requires_grad_(requires_grad_);
@@ -74,11 +73,10 @@ void FSDPParam::convert(std::optional<torch::Device> device, std::optional<torch
   adopt(empty ? torch::zeros(padded_.sizes(), options) : padded_.to(options));
 }
 
-bool FSDPParam::on_meta() const { return padded_.is_meta(); }
-
-std::vector<std::string> FSDPParam::placements(const std::string& shard) const {
-  if (replicated_) return {"Replicate()", shard};
-  return {shard};
+// What DTensor says of the shard (and of its gradient).
+ShardedLayout FSDPParam::layout() const {
+  const std::string shard = "Shard(" + std::to_string(rule_.dim) + ")";
+  return ShardedLayout{global_shape_, replicated_ ? std::vector<std::string>{"Replicate()", shard} : std::vector<std::string>{shard}};
 }
 
 std::vector<int64_t> FSDPParam::shard_shape(int rank) const {
@@ -172,28 +170,35 @@ void FSDPParam::copy_in_rows(const torch::Tensor& full, int rank, torch::Tensor 
   block.narrow(0, 0, rows_of_rank.numel()).view(shard_shape(rank)).copy_(rows_of_rank);
 }
 
-// The global value from every rank's padded shard; it holds what it needs,
-// so a registered tensor may outlive its FSDPParam.
-detail::FullTensorFn FSDPParam::gatherer() const { return gatherer_of(padded_); }
+namespace {
+// The global value from every rank's `padded` (rank 0's chunk on the shard
+// dim); a collective unless the group has one rank.
+torch::Tensor gather_full(const torch::Tensor& padded, const ShardRule& rule, distributed::ProcessGroup& group) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> shards = group.size() == 1 ? std::vector<torch::Tensor>{padded} : group.all_gather(padded);
+  std::vector<torch::Tensor> rows;
+  for (int r = 0; r < static_cast<int>(shards.size()); ++r) rows.push_back(shards[r].narrow(rule.dim, 0, rule.rows_of(r)));
+  return torch::cat(rows, rule.dim);
+}
+}  // namespace
 
-// `padded` is this rank's storage-shaped tensor (rank 0's chunk on the shard dim).
-detail::FullTensorFn FSDPParam::gatherer_of(const torch::Tensor& padded) const {
-  return [padded, rule = rule_, group = group_] {
-    torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> shards =
-        group->size() == 1 ? std::vector<torch::Tensor>{padded} : group->all_gather(padded);
-    std::vector<torch::Tensor> rows;
-    for (int r = 0; r < static_cast<int>(shards.size()); ++r) rows.push_back(shards[r].narrow(rule.dim, 0, rule.rows_of(r)));
-    return torch::cat(rows, rule.dim);
-  };
+// It holds what it needs, so a registered tensor may outlive its FSDPParam.
+detail::FullTensorFn FSDPParam::gatherer() const {
+  return [padded = padded_, rule = rule_, group = group_] { return gather_full(padded, rule, *group); };
 }
 
 // A sharded gradient is a DTensor like its parameter: same layout (grad_layout).
+// It is padded to the storage shape only when gathered (clip_grad_norm_), and
+// held weakly so that the registry entry does not keep it alive.
 void FSDPParam::mark_sharded_grad(const torch::Tensor& grad) const {
-  torch::Tensor padded = torch::zeros(padded_.sizes(), grad.options());
-  padded.narrow(rule_.dim, 0, grad.size(rule_.dim)).copy_(grad);
-  const std::optional<ShardedLayout> layout = sharded_layout(sharded_);
-  detail::mark_sharded(grad, layout.value_or(ShardedLayout{global_shape_, placements("Shard(0)")}), gatherer_of(padded));
+  c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> weak(grad.getIntrusivePtr());
+  detail::mark_sharded(grad, layout(), [weak, sizes = padded_.sizes().vec(), rule = rule_, group = group_] {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor grad(weak.lock());
+    torch::Tensor padded = torch::zeros(sizes, grad.options());
+    padded.narrow(rule.dim, 0, grad.size(rule.dim)).copy_(grad);
+    return gather_full(padded, rule, *group);
+  });
 }
 
 FSDPParamGroup::FSDPParamGroup(std::vector<std::unique_ptr<FSDPParam>> params,
@@ -311,11 +316,11 @@ void FSDPParamGroup::post_backward() {
     torch::Tensor shard = reduced.narrow(0, offset, numel).view(shape).to(p->sharded().scalar_type()).clone();
     torch::Tensor& grad = p->sharded().mutable_grad();
     if (grad.defined()) {
-      grad.add_(shard);  // accumulate into the existing sharded gradient
+      grad.add_(shard);  // accumulate into the existing sharded gradient (marked when it was made)
     } else {
       grad = shard;
+      p->mark_sharded_grad(grad);
     }
-    p->mark_sharded_grad(grad);
     p->unsharded().mutable_grad() = torch::Tensor();
     offset += p->padded().numel();
   }

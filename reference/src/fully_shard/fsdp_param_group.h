@@ -46,7 +46,6 @@ class FSDPParam {
   // not read): new storage for the shard, still sharded. The group must
   // install its gradient hooks again (the unsharded parameter is new).
   void convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty);
-  bool on_meta() const;
   // An integer reshard_after_forward: keep this rank's chunk of `group_size`
   // chunks, placed (Replicate(), Shard(0)) on the (world / k, k) mesh.
   void to_sharded_post_forward(int group_size);
@@ -77,9 +76,8 @@ class FSDPParam {
   void adopt(const torch::Tensor& padded);
   void register_on_module(const torch::Tensor& tensor);
   detail::FullTensorFn gatherer() const;
-  detail::FullTensorFn gatherer_of(const torch::Tensor& padded) const;
   void allocate_unsharded();
-  std::vector<std::string> placements(const std::string& shard) const;
+  ShardedLayout layout() const;
 
   nn::Module* module_;
   std::string name_;

@@ -124,7 +124,6 @@ class FSDPState : public composable::State {
   std::shared_ptr<FSDPParamGroup> group;
   std::optional<bool> is_root;  // decided at the first forward through it
   bool auto_reshard_after_forward = true;
-  bool is_last_backward = true;
   MixedPrecisionPolicy mp_policy;
   std::shared_ptr<StateContext> context;
   // Modules of this call whose forward has not run yet in this pass: the
@@ -209,7 +208,7 @@ class FSDPState : public composable::State {
   // resharded it) and must not reshard it.
   bool in_backward = false;
 
-  void pre_forward(const nn::Module& module) {
+  void pre_forward() {
     if (in_backward && !mutant("fsdp_reshards_in_recompute")) {
       if (group) group->unshard();
       return;
@@ -220,7 +219,6 @@ class FSDPState : public composable::State {
     for (const auto& weak : forward_prefetch) {
       if (auto target = weak.lock(); target && target->group) target->group->unshard();
     }
-    (void)module;
   }
 
   // cast_forward_inputs: the floating-point inputs in param_dtype (FSDP-MP-001).
@@ -453,7 +451,7 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
     }
     for (const auto& module : input) {
       module->register_forward_pre_hook([state](nn::Module& m, const nn::Args& args, const nn::Kwargs& kwargs) {
-        state->pre_forward(m);
+        state->pre_forward();
         return state->cast_inputs(args, kwargs);
       }).detach();
       module->register_forward_hook([state](nn::Module& m, const nn::Args&, const nn::Kwargs&, const nn::Value& out) {
@@ -518,14 +516,17 @@ void reshard(nn::Module& module) {
 
 namespace {
 
-// The module's state, and with `recurse` those of every fully_shard module inside it.
+// The module's state, if any, and with `recurse` those of every fully_shard
+// module inside it, once each.
 std::vector<std::shared_ptr<FSDPState>> states_of(nn::Module& module, bool recurse) {
-  std::vector<std::shared_ptr<FSDPState>> states{fully_shard_state(module)};
+  std::vector<std::shared_ptr<FSDPState>> states;
+  auto add = [&](const nn::Module& m) {
+    auto state = fully_shard_state(m);
+    if (state && std::find(states.begin(), states.end(), state) == states.end()) states.push_back(state);
+  };
+  add(module);
   if (recurse) {
-    for (const auto& [fqn, sub] : module.named_modules()) {
-      auto state = fully_shard_state(*sub);
-      if (state && std::find(states.begin(), states.end(), state) == states.end()) states.push_back(state);
-    }
+    for (const auto& [fqn, sub] : module.named_modules()) add(*sub);
   }
   return states;
 }
@@ -557,10 +558,10 @@ void set_reshard_after_backward(nn::Module& module, bool reshard_after_backward,
   }
 }
 
-void set_is_last_backward(nn::Module& module, bool is_last_backward) {
-  // Reductions finish inside each backward here, so the flag changes nothing
-  // observable; it is kept as FSDP2 keeps it.
-  state_of(module).is_last_backward = is_last_backward;
+void set_is_last_backward(nn::Module& module, bool) {
+  // FSDP2 waits for pending reductions on the last backward; here every
+  // reduction finishes inside its backward, so there is nothing to wait for.
+  state_of(module);
 }
 
 void set_gradient_divide_factor(nn::Module& module, double factor) {
@@ -604,15 +605,14 @@ torch::Tensor clip_grad_norm_(const std::vector<torch::Tensor>& parameters, doub
   }
   if (grads.empty()) return torch::zeros({});
   torch::Tensor total = torch::linalg_vector_norm(torch::stack(norms), 2);
-  torch::Tensor coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
-  if (!mutant("clip_local_norm")) {
-    for (auto& g : grads) g.mul_(coef.to(g.dtype()));
-  } else {  // each rank's own shards' norm: what clipping without the collective gives
+  torch::Tensor scaled_by = total;
+  if (mutant("clip_local_norm")) {  // each rank's own shards' norm: what clipping without the collective gives
     std::vector<torch::Tensor> local;
     for (auto& g : grads) local.push_back(torch::linalg_vector_norm(g, 2));
-    torch::Tensor local_coef = torch::clamp(max_norm / (torch::linalg_vector_norm(torch::stack(local), 2) + 1e-6), c10::nullopt, 1.0);
-    for (auto& g : grads) g.mul_(local_coef);
+    scaled_by = torch::linalg_vector_norm(torch::stack(local), 2);
   }
+  torch::Tensor coef = torch::clamp(max_norm / (scaled_by + 1e-6), c10::nullopt, 1.0);
+  for (auto& g : grads) g.mul_(coef.to(g.dtype()));
   return total;
 }
 
@@ -624,7 +624,7 @@ void register_fsdp_forward_method(nn::Module& module, const std::string& method)
                                     const nn::Module::Method& original) {
     auto state = weak.lock();
     if (!state || mutant("forward_method_unwrapped")) return original(args, kwargs);
-    state->pre_forward(m);
+    state->pre_forward();
     auto cast = state->cast_inputs(args, kwargs);
     nn::Value out = cast ? original(cast->args, cast->kwargs) : original(args, kwargs);
     state->post_forward(m, out, state);
@@ -632,29 +632,17 @@ void register_fsdp_forward_method(nn::Module& module, const std::string& method)
   });
 }
 
-namespace {
-// Every parameter group of the fully_shard calls in `module`'s subtree, once each.
-std::vector<std::shared_ptr<FSDPParamGroup>> groups_in(nn::Module& module) {
-  std::vector<std::shared_ptr<FSDPParamGroup>> groups;
-  auto add = [&](const nn::Module& m) {
-    auto state = fully_shard_state(m);
-    if (state && state->group && std::find(groups.begin(), groups.end(), state->group) == groups.end()) {
-      groups.push_back(state->group);
-    }
-  };
-  add(module);
-  for (const auto& [fqn, sub] : module.named_modules()) add(*sub);
-  return groups;
-}
-}  // namespace
-
 void to_empty(nn::Module& module, const torch::Device& device) {
-  for (const auto& group : groups_in(module)) group->convert(device, std::nullopt, true);
+  for (const auto& state : states_of(module, true)) {
+    if (state->group) state->group->convert(device, std::nullopt, true);
+  }
   module.to_empty(device);
 }
 
 void to_dtype(nn::Module& module, torch::ScalarType dtype) {
-  for (const auto& group : groups_in(module)) group->convert(std::nullopt, dtype, false);
+  for (const auto& state : states_of(module, true)) {
+    if (state->group) state->group->convert(std::nullopt, dtype, false);
+  }
   module.to(dtype);
 }
 
