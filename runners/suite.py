@@ -180,7 +180,7 @@ def class_references(spec: Any) -> Iterator[str]:
             if isinstance(value, list):
                 for item in value:
                     yield from class_references(item.get("module") if isinstance(item, dict) and "key" in item else item)
-            elif isinstance(value, dict):
+            elif isinstance(value, dict) or (key == "module" and isinstance(value, str)):
                 yield from class_references(value)
 
 

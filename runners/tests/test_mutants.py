@@ -37,7 +37,7 @@ MUTANTS = {
     "replicate_group_ignored": ("replicate", {"replicate.process_group.subgroups_of_two"}),
     "replicate_no_rebuild": ("replicate", {"replicate.bucket.rebuilt_by_cap"}),
     "replicate_wraps": ("replicate", {"replicate.state_dict.single_module", "replicate.state_dict.non_root_multiple"}),
-    "shard_round_down": ("fully_shard", {"fully_shard.shard.uneven_layout_ws2", "fully_shard.parity.uneven_model",
+    "shard_round_down": ("fully_shard", {"fully_shard.shard.uneven_layout_ws2", "fully_shard.parity.uneven_model", "fully_shard.tied.uneven_rows",
                                          "fully_shard.shard.uneven_layout_ws4"}),
     "fsdp_never_reshards": ("fully_shard", {"fully_shard.reshard.after_forward_per_setting",
                                             "fully_shard.reshard.root_false_explicit_true",
@@ -60,6 +60,8 @@ MUTANTS = {
     "fsdp_freeze_ignored": ("fully_shard", {"fully_shard.frozen.after_fully_shard"}),
     "clip_local_norm": ("fully_shard", {"fully_shard.clip.total_norm_over_shards"}),
     "fsdp_tie_broken": ("fully_shard", {"fully_shard.tied.one_group", "fully_shard.tied.list_call"}),
+    "fsdp_ignores_whole_module": ("fully_shard", {"fully_shard.ignored.one_parameter_of_module"}),
+    "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),
     "forward_method_unwrapped": ("fully_shard", {"fully_shard.methods.forward_method_gathers"}),
     "mp_inputs_not_cast": ("fully_shard", {"fully_shard.mp.param_dtype_forward", "fully_shard.mp.output_dtype"}),
 }
@@ -67,7 +69,8 @@ MUTANTS = {
 WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignored": "4", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",
                "shard_round_down": "2,4", "shard_placement_ignored": "2,4", "fsdp_never_reshards": "1,4", "hsdp_replicas_ignored": "4",
                "mesh_unchecked": "4", "sub_mesh_is_world": "4", "forward_method_unwrapped": "2",
-               "fsdp_reshards_in_recompute": "2", "fsdp_freeze_ignored": "2", "clip_local_norm": "2"}
+               "fsdp_reshards_in_recompute": "2", "fsdp_freeze_ignored": "2", "clip_local_norm": "2",
+               "fsdp_no_dedupe": "2", "fsdp_ignores_whole_module": "2"}
 
 
 class CasesBeyondTwoRanks(unittest.TestCase):

@@ -25,7 +25,10 @@
 // does, resharding what backward needs), fsdp_freeze_ignored (freezing a
 // shard after fully_shard does not reach the gathered parameter),
 // clip_local_norm (clip_grad_norm_ scales by each rank's own shards' norm),
-// fsdp_tie_broken (a tied Parameter's second place keeps the original).
+// fsdp_tie_broken (a tied Parameter's second place keeps the original),
+// fsdp_no_dedupe (a module or Parameter reached by two paths is managed twice),
+// fsdp_ignores_whole_module (one ignored parameter leaves its module's others
+// unmanaged too).
 #include <cstdlib>
 #include <string>
 

@@ -5,16 +5,11 @@
 #include <stdexcept>
 
 #include "ccts/mutants.h"
+#include "ccts/python_repr.h"
 
 namespace ccts::distributed {
 
 namespace {
-
-std::string python_tuple(const std::vector<std::string>& items) {
-  std::string out = "(";
-  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out + (items.size() == 1 ? ",)" : ")");
-}
 
 // Ranks are laid out row-major: rank = sum of coordinate[d] * stride[d].
 std::vector<int64_t> row_major_strides(const std::vector<int64_t>& shape) {

@@ -13,6 +13,7 @@
 #include "ccts/mutants.h"
 #include "ccts/nn/grad_hooks.h"
 #include "ccts/nn/modules.h"
+#include "ccts/python_repr.h"
 #include "fsdp_param_group.h"
 #include "sharded_registry.h"
 
@@ -299,7 +300,7 @@ void managed_modules(nn::Module& module, bool is_root, std::unordered_set<const 
   if (!is_root && fully_shard_state(module)) return;
   visited.insert(&module);
   for (const auto& [name, child] : module.named_children()) {
-    if (!visited.count(child.get())) managed_modules(*child, false, visited, out);
+    if (!visited.count(child.get()) || mutant("fsdp_no_dedupe")) managed_modules(*child, false, visited, out);
   }
   out.push_back(&module);
 }
@@ -406,15 +407,23 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
     // registered in each place.
     std::vector<std::pair<const void*, std::pair<nn::Module*, std::string>>> aliases;
     for (nn::Module* m : modules) {
-      for (const auto& [name, p] : m->named_parameters("", false)) {
-        if (ignored.count(p.unsafeGetTensorImpl())) continue;
-        if (!seen.insert(p.unsafeGetTensorImpl()).second) {
+      const auto own = m->named_parameters("", false);
+      // The mutant filters by module: one ignored parameter ignores its neighbours.
+      const bool any_ignored = mutant("fsdp_ignores_whole_module") &&
+          std::any_of(own.begin(), own.end(), [&](const auto& np) { return ignored.count(np.second.unsafeGetTensorImpl()) > 0; });
+      for (const auto& [name, p] : own) {
+        if (ignored.count(p.unsafeGetTensorImpl()) || any_ignored) continue;
+        if (!seen.insert(p.unsafeGetTensorImpl()).second && !mutant("fsdp_no_dedupe")) {
           aliases.push_back({p.unsafeGetTensorImpl(), {m, name}});
           continue;
         }
         if (p.dim() == 0) {
           throw std::invalid_argument("fully_shard doesn't support scalar parameters. Change " + name +
                                       " to a 1D tensor with numel equal to 1.");
+        }
+        if (!p.is_contiguous()) {
+          throw ApiError("not_implemented", "FSDP does not support non-contiguous parameters yet: param.shape=" +
+                                                torch_size_repr(p.sizes()) + " param.stride()=" + python_tuple(p.strides()));
         }
         owned.emplace_back(m, name);
       }

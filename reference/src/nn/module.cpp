@@ -7,6 +7,7 @@
 
 #include "backward_hook.h"
 #include "ccts/errors.h"
+#include "ccts/python_repr.h"
 
 namespace ccts::nn {
 
@@ -14,15 +15,6 @@ namespace {
 
 std::string join_fqn(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
-}
-
-// torch.Size's repr, used by load_state_dict's size-mismatch message.
-std::string size_repr(const torch::Tensor& t) {
-  std::ostringstream out;
-  out << "torch.Size([";
-  for (int64_t d = 0; d < t.dim(); ++d) out << (d ? ", " : "") << t.size(d);
-  out << "])";
-  return out.str();
 }
 
 void check_member_name(const char* what, const std::string& name) {
@@ -380,8 +372,8 @@ void Module::load_from_state_dict(const std::string& prefix,
     const torch::Tensor& input = found->second;
     if (input.sizes() != target.sizes()) {
       error_messages.push_back("size mismatch for " + key + ": copying a param with shape " +
-                               size_repr(input) + " from checkpoint, the shape in current model is " +
-                               size_repr(target) + ".");
+                               torch_size_repr(input.sizes()) + " from checkpoint, the shape in current model is " +
+                               torch_size_repr(target.sizes()) + ".");
       return;
     }
     torch::NoGradGuard no_grad;

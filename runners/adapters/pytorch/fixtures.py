@@ -202,8 +202,10 @@ class Builder:
                 setattr(module, name, self.build(member["module"], path))
             elif "parameter" in member:
                 spec = member["parameter"]
-                module.register_parameter(name, nn.Parameter(tensor(spec, path),
-                                                             requires_grad=spec.get("requires_grad", True)))
+                data = tensor(spec, path)
+                if spec.get("transposed"):  # same values, column-major strides
+                    data = data.t().contiguous().t()
+                module.register_parameter(name, nn.Parameter(data, requires_grad=spec.get("requires_grad", True)))
             elif "buffer" in member:
                 spec = member["buffer"]
                 module.register_buffer(name, tensor(spec, path),
@@ -216,9 +218,15 @@ class Builder:
                 specs = items if specs == "$items" else specs
                 # A plain list: not registered, like FakeSequential._module_sequence.
                 object.__setattr__(module, name, [self.build(s, join(path, str(i))) for i, s in enumerate(specs)])
-        for tie in definition.get("ties") or []:  # `a.weight = b.weight`: one Parameter in two places
-            owner, _, attr = tie["parameter"].rpartition(".")
-            setattr(module.get_submodule(owner) if owner else module, attr, module.get_parameter(tie["to"]))
+        for tie in definition.get("ties") or []:  # `a.weight = b.weight`: one object in two places
+            kind = next(k for k in ("parameter", "buffer", "module") if k in tie)
+            owner, _, attr = tie[kind].rpartition(".")
+            owner = module.get_submodule(owner) if owner else module
+            if kind == "buffer":
+                owner.register_buffer(attr, module.get_buffer(tie["to"]), persistent=attr not in owner._non_persistent_buffers_set)
+            else:
+                target = module.get_parameter(tie["to"]) if kind == "parameter" else module.get_submodule(tie["to"])
+                setattr(owner, attr, target)
         return module
 
 
