@@ -67,7 +67,7 @@ fully_shard::MixedPrecisionPolicy mp_policy(const json& spec) {
   return policy;
 }
 
-// `shard_placement_fn: {dim: d | largest}` (spec/fully_shard.md).
+// `shard_placement_fn: {dim: d | largest, every}` (spec/fully_shard.md).
 std::function<std::optional<int64_t>(const torch::Tensor&)> shard_placement_fn(const json& spec) {
   const json dim = spec.at("dim");
   if (dim == "largest") {
@@ -77,8 +77,9 @@ std::function<std::optional<int64_t>(const torch::Tensor&)> shard_placement_fn(c
     };
   }
   const int64_t d = dim.get<int64_t>();
-  return [d](const torch::Tensor& p) -> std::optional<int64_t> {
-    if (d < -p.dim() || d >= p.dim()) return std::nullopt;
+  const bool every = spec.value("every", false);
+  return [d, every](const torch::Tensor& p) -> std::optional<int64_t> {
+    if (!every && (d < -p.dim() || d >= p.dim())) return std::nullopt;
     return d;
   };
 }
@@ -217,6 +218,10 @@ const std::map<std::string, MethodStep>& method_steps() {
       {"set_reshard_after_backward",
        [](nn::Module& m, const json& b, const ModuleRef&) {
          fully_shard::set_reshard_after_backward(m, b.at("value").get<bool>(), recurse_of(b));
+       }},
+      {"set_reduce_scatter_max_input_buffers",
+       [](nn::Module& m, const json& b, const ModuleRef&) {
+         fully_shard::set_reduce_scatter_max_input_buffers(m, python_value(b.at("value")), recurse_of(b));
        }},
       {"set_is_last_backward",
        [](nn::Module& m, const json& b, const ModuleRef&) { fully_shard::set_is_last_backward(m, b.at("value").get<bool>()); }},

@@ -355,12 +355,6 @@ std::pair<std::shared_ptr<distributed::ProcessGroup>, std::shared_ptr<distribute
   return {mesh.group(1), mutant("hsdp_replicas_ignored") ? nullptr : mesh.group(0)};
 }
 
-std::string torch_size(const std::vector<int64_t>& shape) {
-  std::string out = "torch.Size([";
-  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "])";
-}
-
 // shard_placement_fn's dim for a parameter, made non-negative and checked (FSDP-PLACE-001/002).
 int64_t shard_dim_of(const FullyShardOptions& options, const torch::Tensor& p, int world) {
   std::optional<int64_t> chosen = options.shard_dim ? options.shard_dim(p) : std::nullopt;
@@ -368,12 +362,12 @@ int64_t shard_dim_of(const FullyShardOptions& options, const torch::Tensor& p, i
   int64_t dim = *chosen;
   if (dim < -p.dim() || dim >= p.dim()) {
     throw AssertionError("Shard dim " + std::to_string(dim) + " is invalid for " + std::to_string(p.dim()) +
-                         "D tensor: " + torch_size(p.sizes().vec()));
+                         "D tensor: " + torch_size_repr(p.sizes()));
   }
   if (dim < 0) dim += p.dim();
   if (dim != 0 && p.size(dim) % world != 0) {
     throw ApiError("not_implemented", "FSDP does not support uneven sharding on dim " + std::to_string(dim) + ": " +
-                                          torch_size(p.sizes().vec()) + " (world size: " + std::to_string(world) + ")");
+                                          torch_size_repr(p.sizes()) + " (world size: " + std::to_string(world) + ")");
   }
   return dim;
 }
@@ -564,6 +558,18 @@ void set_reshard_after_backward(nn::Module& module, bool reshard_after_backward,
   state_of(module);
   for (const auto& state : states_of(module, recurse)) {
     if (state->group) state->group->reshard_after_backward = reshard_after_backward;
+  }
+}
+
+void set_reduce_scatter_max_input_buffers(nn::Module& module, const nn::Value& value, bool recurse) {
+  state_of(module);
+  if (value.kind() != nn::Value::Kind::Int) {
+    throw std::invalid_argument("max_input_buffers must be an int, got " + python_type(value));
+  }
+  const int64_t buffers = value.to_int();
+  if (buffers < 1) throw std::invalid_argument("max_input_buffers must be a positive int, got " + std::to_string(buffers));
+  for (const auto& state : states_of(module, recurse)) {
+    if (state->group) state->group->reduce_scatter_max_input_buffers = buffers;
   }
 }
 

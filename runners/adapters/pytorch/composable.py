@@ -119,19 +119,20 @@ def device_mesh(device_type: str, spec: dict[str, Any]) -> Any:
 
 def shard_placement_fn(spec: dict[str, Any]) -> Callable[[nn.Parameter], Any]:
     """`{dim: d}`: Shard(d) for every parameter that has dim d (negative dims count from
-    the end), the default Shard(0) for the rest; `{dim: largest}`: Shard of the largest
-    dim, the first of equal ones."""
+    the end), the default Shard(0) for the rest (with `every: true`, Shard(d) for every
+    parameter, even one without dim d); `{dim: largest}`: Shard of the largest dim, the
+    first of equal ones."""
     try:
         from torch.distributed.tensor import Shard
     except ImportError:  # before 2.5
         from torch.distributed._tensor import Shard  # type: ignore[no-redef]
-    dim = spec["dim"]
+    dim, every = spec["dim"], spec.get("every", False)
 
     def placement(param: nn.Parameter) -> Any:
         if dim == "largest":
             sizes = list(param.shape)
             return Shard(sizes.index(max(sizes)))
-        return Shard(dim) if -param.dim() <= dim < param.dim() else None
+        return Shard(dim) if every or -param.dim() <= dim < param.dim() else None
     return placement
 
 

@@ -507,6 +507,9 @@ class CaseRun:
     def step_set_reshard_after_backward(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).set_reshard_after_backward(body["value"], recurse=body.get("recurse", True))
 
+    def step_set_reduce_scatter_max_input_buffers(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).set_reduce_scatter_max_input_buffers(body["value"], recurse=body.get("recurse", True))
+
     def step_set_is_last_backward(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).set_is_last_backward(body["value"])
 

@@ -92,6 +92,10 @@ void set_requires_gradient_sync(nn::Module& module, bool requires_gradient_sync,
 // A Bool only (PyTorch's ValueError otherwise); replaces the root's default.
 void set_reshard_after_forward(nn::Module& module, const nn::Value& reshard_after_forward, bool recurse = true);
 void set_reshard_after_backward(nn::Module& module, bool reshard_after_backward, bool recurse = true);
+// An int of at least 1 (PyTorch's TypeError, bool included, or ValueError
+// otherwise). Reductions here finish inside their backward, one buffer at a
+// time, so the cap is kept per group but changes no value.
+void set_reduce_scatter_max_input_buffers(nn::Module& module, const nn::Value& max_input_buffers, bool recurse = true);
 void set_is_last_backward(nn::Module& module, bool is_last_backward);
 // The reduced gradient is the sum over the ranks divided by `factor`.
 void set_gradient_divide_factor(nn::Module& module, double factor);
