@@ -341,6 +341,13 @@ json observe_full_parameters(const json& ref, const ModuleRef& module_ref) {
   return named_tensors_json(full);
 }
 
+json observe_full_state_dict(const json& ref, const ModuleRef& module_ref) {
+  nn::NamedTensors full;
+  // keep_vars: the registered tensors themselves, which carry their sharded layout.
+  for (const auto& [key, t] : module_ref(ref)->state_dict("", true)) full.emplace_back(key, fully_shard::full_tensor(t).detach());
+  return named_tensors_json(full);
+}
+
 json observe_managed_parameters(const json& ref, const ModuleRef& module_ref) {
   const std::string api = ref.at("api").get<std::string>();
   auto module = module_ref(ref.at("module"));
@@ -366,6 +373,7 @@ const std::map<std::string, Observer>& observers() {
       {"grad_layout", &observe_grad_layout},
       {"parameter_shapes", &observe_parameter_shapes},
       {"full_parameters", &observe_full_parameters},
+      {"full_state_dict", &observe_full_state_dict},
       {"managed_parameters", &observe_managed_parameters},
   };
   return table;

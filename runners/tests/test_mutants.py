@@ -64,7 +64,9 @@ MUTANTS = {
     "fsdp_ignores_whole_module": ("fully_shard", {"fully_shard.ignored.one_parameter_of_module"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),
     "forward_method_unwrapped": ("fully_shard", {"fully_shard.methods.forward_method_gathers"}),
-    "mp_inputs_not_cast": ("fully_shard", {"fully_shard.mp.param_dtype_forward", "fully_shard.mp.output_dtype"}),
+    "mp_inputs_not_cast": ("fully_shard", {"fully_shard.mp.param_dtype_forward", "fully_shard.mp.output_dtype",
+                                           "fully_shard.checkpoint.recompute_casts_inputs",
+                                           "fully_shard.checkpoint.recompute_casts_outputs"}),
 }
 # Mutants whose effect needs more than one rank.
 WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignored": "4", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",

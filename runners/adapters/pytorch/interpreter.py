@@ -377,6 +377,10 @@ class CaseRun:
         with torch.no_grad():
             return named([(n, cp.full_tensor(p)) for n, p in self.module(ref).named_parameters()])
 
+    def observe_full_state_dict(self, ref: str) -> dict[str, Any]:
+        with torch.no_grad():
+            return named([(k, cp.full_tensor(v)) for k, v in self.module(ref).state_dict().items()])
+
     def observe_managed_parameters(self, ref: dict[str, Any]) -> dict[str, Any]:
         return observe_managed(ref["api"], self.module(ref["module"]))
 
