@@ -12,6 +12,7 @@
 #include "ccts/fixtures/fixture.h"
 #include "ccts/fully_shard/fully_shard.h"
 #include "ccts/nn/checkpoint.h"
+#include "ccts/nn/grad_hooks.h"
 #include "ccts/nn/module.h"
 #include "ccts/tools/mod_tracker.h"
 #include "ccts/values/codec.h"
@@ -115,6 +116,7 @@ class CaseRun {
         {"call_method", &CaseRun::step_call_method},
         {"backward", &CaseRun::step_backward},
         {"zero_grad", &CaseRun::step_zero_grad},
+        {"probe_post_accumulate_grad", &CaseRun::step_probe_post_accumulate_grad},
         {"sgd_step", &CaseRun::step_sgd_step},
         {"clip_grad_norm", &CaseRun::step_clip_grad_norm},
         {"mse_loss", &CaseRun::step_mse_loss},
@@ -288,6 +290,15 @@ class CaseRun {
 
   void step_zero_grad(const json& body, const std::string&) {
     model(body.at("model")).zero_grad(body.value("set_to_none", true));
+  }
+
+  // A post-accumulate-grad hook on each parameter, reporting the probe
+  // `post_accumulate_grad:<fqn>` each time it runs.
+  void step_probe_post_accumulate_grad(const json& body, const std::string&) {
+    for (const auto& [fqn, p] : model(body.at("model")).named_parameters()) {
+      hook_handles_.push_back(nn::register_post_accumulate_grad_hook(
+          p, [this, name = fqn] { on_probe("post_accumulate_grad:" + name); }));
+    }
   }
 
   void step_sgd_step(const json& body, const std::string&) {
@@ -781,6 +792,7 @@ class CaseRun {
   std::map<std::string, nn::Value> values_;
   std::map<std::string, fixtures::Input> inputs_;
   std::vector<std::string> probes_;
+  std::vector<std::shared_ptr<void>> hook_handles_;  // keep probe_post_accumulate_grad's hooks alive
   std::map<std::string, std::shared_ptr<composable::Contract>> apis_;
   std::map<std::string, std::unique_ptr<tools::ModTracker>> trackers_;
   std::map<std::string, json> tracker_events_;

@@ -61,6 +61,7 @@ MUTANTS = {
     "fsdp_freeze_ignored": ("fully_shard", {"fully_shard.frozen.after_fully_shard"}),
     "clip_local_norm": ("fully_shard", {"fully_shard.clip.total_norm_over_shards"}),
     "fsdp_tie_broken": ("fully_shard", {"fully_shard.tied.one_group", "fully_shard.tied.list_call"}),
+    "post_acc_grad_hooks_skipped": ("fully_shard", {"fully_shard.hooks.post_accumulate_grad_once"}),
     "fsdp_ignores_whole_module": ("fully_shard", {"fully_shard.ignored.one_parameter_of_module"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),
     "forward_method_unwrapped": ("fully_shard", {"fully_shard.methods.forward_method_gathers"}),

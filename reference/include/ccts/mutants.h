@@ -28,7 +28,8 @@
 // fsdp_tie_broken (a tied Parameter's second place keeps the original),
 // fsdp_no_dedupe (a module or Parameter reached by two paths is managed twice),
 // fsdp_ignores_whole_module (one ignored parameter leaves its module's others
-// unmanaged too).
+// unmanaged too), post_acc_grad_hooks_skipped (hooks on a sharded parameter
+// never see its reduced gradient).
 #include <cstdlib>
 #include <string>
 

@@ -322,6 +322,8 @@ void FSDPParamGroup::post_backward() {
       p->mark_sharded_grad(grad);
     }
     p->unsharded().mutable_grad() = torch::Tensor();
+    // As FSDP2 does: hooks registered on the sharded parameter see its new gradient.
+    if (!mutant("post_acc_grad_hooks_skipped")) nn::run_post_accumulate_grad_hooks(p->sharded());
     offset += p->padded().numel();
   }
 }

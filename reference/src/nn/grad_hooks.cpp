@@ -58,6 +58,12 @@ std::shared_ptr<void> register_post_accumulate_grad_hook(const torch::Tensor& le
   return std::shared_ptr<void>(accumulator.get(), [accumulator](void*) {});
 }
 
+void run_post_accumulate_grad_hooks(const torch::Tensor& leaf) {
+  auto accumulator = torch::autograd::impl::try_get_grad_accumulator(leaf);
+  if (!accumulator) return;  // no hook was ever registered
+  for (const auto& hook : accumulator->post_hooks()) (*hook)({}, {});
+}
+
 bool will_accumulate_grad(const torch::Tensor& leaf) {
   auto accumulator = torch::autograd::impl::try_get_grad_accumulator(leaf);
   return accumulator && will_execute(accumulator.get());

@@ -212,6 +212,10 @@ class CaseRun:
     def step_zero_grad(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).zero_grad(set_to_none=body.get("set_to_none", True))
 
+    def step_probe_post_accumulate_grad(self, body: dict[str, Any], path: str) -> None:
+        for name, p in self.module(body["model"]).named_parameters():
+            p.register_post_accumulate_grad_hook(lambda _p, name=name: self.on_probe(f"post_accumulate_grad:{name}"))
+
     def step_sgd_step(self, body: dict[str, Any], path: str) -> None:
         with torch.no_grad():
             for p in self.module(body["model"]).parameters():

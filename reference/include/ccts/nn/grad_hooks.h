@@ -35,6 +35,10 @@ class OncePerBackward : public std::enable_shared_from_this<OncePerBackward> {
 // into `leaf.grad()`. Autograd holds that node weakly; the returned pointer
 // keeps it, and with it the hook, alive: keep it as long as the hook.
 std::shared_ptr<void> register_post_accumulate_grad_hook(const torch::Tensor& leaf, std::function<void()> fn);
+// Runs the post-accumulate-grad hooks registered on `leaf`, for code that
+// assigns `leaf.grad()` itself rather than through autograd (FSDP2 does so
+// for a sharded parameter once its reduced gradient is in place).
+void run_post_accumulate_grad_hooks(const torch::Tensor& leaf);
 // torch._C._will_engine_execute_node for a leaf's AccumulateGrad: whether the
 // running backward will accumulate into `leaf.grad()`.
 bool will_accumulate_grad(const torch::Tensor& leaf);
