@@ -7,11 +7,11 @@
 
 namespace ccts {
 
-// A tuple of already-formatted items: "(a, b)", "(a,)", "()".
-inline std::string python_tuple(const std::vector<std::string>& items) {
-  std::string out = "(";
+// Already-formatted items joined as Python prints a sequence's: "a, b".
+inline std::string python_join(const std::vector<std::string>& items) {
+  std::string out;
   for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out + (items.size() == 1 ? ",)" : ")");
+  return out;
 }
 
 inline std::vector<std::string> python_ints(c10::IntArrayRef values) {
@@ -20,14 +20,13 @@ inline std::vector<std::string> python_ints(c10::IntArrayRef values) {
   return items;
 }
 
+// A tuple: "(a, b)", "(a,)", "()".
+inline std::string python_tuple(const std::vector<std::string>& items) {
+  return "(" + python_join(items) + (items.size() == 1 ? ",)" : ")");
+}
 inline std::string python_tuple(c10::IntArrayRef values) { return python_tuple(python_ints(values)); }
 
 // torch.Size's repr: "torch.Size([2, 4])".
-inline std::string torch_size_repr(c10::IntArrayRef sizes) {
-  std::string out = "torch.Size([";
-  const auto items = python_ints(sizes);
-  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out + "])";
-}
+inline std::string torch_size_repr(c10::IntArrayRef sizes) { return "torch.Size([" + python_join(python_ints(sizes)) + "])"; }
 
 }  // namespace ccts

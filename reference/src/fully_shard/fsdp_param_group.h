@@ -127,7 +127,6 @@ class FSDPParamGroup : public std::enable_shared_from_this<FSDPParamGroup> {
   int post_forward_group_size = 0;
   bool reduce_grads = true;
   bool reshard_after_backward = true;
-  int64_t reduce_scatter_max_input_buffers = 1;  // set_reduce_scatter_max_input_buffers
   std::optional<double> gradient_divide_factor;
   std::optional<torch::ScalarType> reduce_dtype;  // unset: the gradients' own dtype
   bool force_sum_reduction = false;

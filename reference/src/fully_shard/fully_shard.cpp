@@ -561,16 +561,16 @@ void set_reshard_after_backward(nn::Module& module, bool reshard_after_backward,
   }
 }
 
-void set_reduce_scatter_max_input_buffers(nn::Module& module, const nn::Value& value, bool recurse) {
+void set_reduce_scatter_max_input_buffers(nn::Module& module, const nn::Value& value, bool /*recurse*/) {
   state_of(module);
   if (value.kind() != nn::Value::Kind::Int) {
     throw std::invalid_argument("max_input_buffers must be an int, got " + python_type(value));
   }
   const int64_t buffers = value.to_int();
   if (buffers < 1) throw std::invalid_argument("max_input_buffers must be a positive int, got " + std::to_string(buffers));
-  for (const auto& state : states_of(module, recurse)) {
-    if (state->group) state->group->reduce_scatter_max_input_buffers = buffers;
-  }
+  // Each group's reduce-scatter finishes inside its backward and frees its one
+  // input buffer there, so no group (this one or, with recurse, those below)
+  // has a buffer in flight to cap.
 }
 
 void set_is_last_backward(nn::Module& module, bool) {

@@ -94,7 +94,7 @@ void set_reshard_after_forward(nn::Module& module, const nn::Value& reshard_afte
 void set_reshard_after_backward(nn::Module& module, bool reshard_after_backward, bool recurse = true);
 // An int of at least 1 (PyTorch's TypeError, bool included, or ValueError
 // otherwise). Reductions here finish inside their backward, one buffer at a
-// time, so the cap is kept per group but changes no value.
+// time, so there is nothing in flight to cap: only the argument is checked.
 void set_reduce_scatter_max_input_buffers(nn::Module& module, const nn::Value& max_input_buffers, bool recurse = true);
 void set_is_last_backward(nn::Module& module, bool is_last_backward);
 // The reduced gradient is the sum over the ranks divided by `factor`.
