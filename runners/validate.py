@@ -169,7 +169,10 @@ class Validator:
                       for i, f in enumerate(doc.get("fixtures") or []) if isinstance(f, dict)]
             for name, definition in classes.items():
                 members = definition.get("members") if isinstance(definition, dict) else None
+                base = definition.get("base", "Module") if isinstance(definition, dict) else "Module"
                 for i, member in enumerate(members if isinstance(members, list) else []):
+                    if isinstance(member, dict) and base in ("ModuleList", "ModuleDict"):
+                        self.check_container_member(file, name, base, i, member)
                     if isinstance(member, dict):
                         for key in ("module", "module_list_attribute"):
                             if key in member:
@@ -179,6 +182,16 @@ class Validator:
                     if class_name not in BUILTIN_CLASSES and class_name not in classes:
                         self.errors.append(f"{file}: {owner}: field {where}: unknown class '{class_name}' "
                                            f"(neither built-in nor a class of this file)")
+
+
+    def check_container_member(self, file: Path, name: str, base: str, i: int, member: dict[str, Any]) -> None:
+        """A ModuleList or ModuleDict subclass holds only child modules, a list's named 0, 1, ... in order."""
+        field = f"classes.{name}.members[{i}]"
+        if "module" not in member:
+            self.errors.append(f"{file}: class '{name}': field {field}: a {base} subclass has only module members")
+        elif base == "ModuleList" and member.get("name") != str(i):
+            self.errors.append(f"{file}: class '{name}': field {field}.name: a ModuleList subclass names its "
+                               f"members 0, 1, ... in order (expected '{i}')")
 
 
 BUILTIN_CLASSES = ("Linear", "ReLU", "Sequential", "ModuleList", "ModuleDict")

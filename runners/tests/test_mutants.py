@@ -64,6 +64,8 @@ MUTANTS = {
     "fsdp_tie_broken": ("fully_shard", {"fully_shard.tied.one_group", "fully_shard.tied.list_call"}),
     "post_acc_grad_hooks_skipped": ("fully_shard", {"fully_shard.hooks.post_accumulate_grad_once"}),
     "fsdp_ignores_whole_module": ("fully_shard", {"fully_shard.ignored.one_parameter_of_module"}),
+    "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
+                                                    "fully_shard.api.dict_subclass_with_forward"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),
     "forward_method_unwrapped": ("fully_shard", {"fully_shard.methods.forward_method_gathers"}),
     "mp_inputs_not_cast": ("fully_shard", {"fully_shard.mp.param_dtype_forward", "fully_shard.mp.output_dtype",

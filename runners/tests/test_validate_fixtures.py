@@ -47,6 +47,19 @@ class FixtureFiles(unittest.TestCase):
         self.assertEqual(code, 1)
         self.assertIn("bad.yaml: field classes.A.members[0].module: 'out' is a required property", output)
 
+    def test_container_subclasses_hold_only_modules_named_as_their_base_names_them(self) -> None:
+        good = GOOD.replace("  A:\n", "  A:\n    base: ModuleList\n").replace("{name: l,", "{name: '0',")
+        good = good.replace("module: l,", "module: '0',")
+        self.assertEqual(validate(self.suite_with(good=good))[0], 0)
+        bad = good.replace("{name: '0', module: {class: Linear, in: 2, out: 2}}",
+                           "{name: x, module: Linear}\n      - {name: '1', parameter: {shape: [2]}}")
+        code, output = validate(self.suite_with(bad=bad))
+        self.assertEqual(code, 1)
+        self.assertIn("bad.yaml: class 'A': field classes.A.members[0].name: a ModuleList subclass names its "
+                      "members 0, 1, ... in order (expected '0')", output)
+        self.assertIn("bad.yaml: class 'A': field classes.A.members[1]: a ModuleList subclass has only module "
+                      "members", output)
+
     def test_fixture_names_are_unique_across_files(self) -> None:
         code, output = validate(self.suite_with(a=GOOD, b=GOOD))
         self.assertEqual(code, 1)

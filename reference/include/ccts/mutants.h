@@ -29,7 +29,8 @@
 // fsdp_no_dedupe (a module or Parameter reached by two paths is managed twice),
 // fsdp_ignores_whole_module (one ignored parameter leaves its module's others
 // unmanaged too), post_acc_grad_hooks_skipped (hooks on a sharded parameter
-// never see its reduced gradient).
+// never see its reduced gradient), container_subclass_rejected (a
+// ModuleList or ModuleDict subclass that defines forward is rejected too).
 #include <cstdlib>
 #include <string>
 

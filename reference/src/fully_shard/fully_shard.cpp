@@ -375,7 +375,8 @@ int64_t shard_dim_of(const FullyShardOptions& options, const torch::Tensor& p, i
 composable::Contract::Body fully_shard_body(FullyShardOptions options) {
   return [options](const composable::Modules& input, bool) -> std::optional<composable::Contract::Returned> {
     for (const auto& module : input) {
-      if (dynamic_cast<nn::ModuleList*>(module.get()) || dynamic_cast<nn::ModuleDict*>(module.get())) {
+      // _validate_module: a container subclass that defines forward is accepted.
+      if (module->is_container() && (!module->defines_forward() || mutant("container_subclass_rejected"))) {
         throw std::invalid_argument("fully_shard does not support containers that do not implement forward: " +
                                     module->repr());
       }

@@ -89,10 +89,10 @@ std::shared_ptr<Module> ModuleList::operator[](std::size_t index) const {
   return child(std::to_string(index));
 }
 
-std::string ModuleList::repr() const {
-  const auto& children = named_children();
-  if (children.empty()) return type_name() + "()";
-  std::string out = type_name() + "(";
+std::string module_list_repr(const Module& module) {
+  const auto& children = module.named_children();
+  if (children.empty()) return module.type_name() + "()";
+  std::string out = module.type_name() + "(";
   std::size_t start = 0;
   while (start < children.size()) {
     const std::string block = children[start].second->repr();

@@ -187,7 +187,9 @@ class Builder:
             # type(module).__name__ is the class name, as ModTracker and repr() need.
             # Other methods (`methods`) are methods of the class, as upstream's are.
             methods = {name: _method(name, program) for name, program in (definition.get("methods") or {}).items()}
-            self.types[cls] = type(cls, (FixtureModule,), {"definition": definition, **methods})
+            # `base`: a ModuleList or ModuleDict subclass that defines forward.
+            base = {"ModuleList": (nn.ModuleList,), "ModuleDict": (nn.ModuleDict,)}.get(definition.get("base"), ())
+            self.types[cls] = type(cls, (FixtureModule, *base), {"definition": definition, **methods})
         module = self.types[cls](self.context)
         seed = self.context.seed
 

@@ -126,6 +126,12 @@ class Module : public std::enable_shared_from_this<Module> {
   void to_empty(const torch::Device& device);
   void zero_grad(bool set_to_none = true);
 
+  // isinstance(module, (nn.ModuleList, nn.ModuleDict)): one of the two
+  // containers or a subclass of one (a fixture class with a `base`).
+  virtual bool is_container() const { return false; }
+  // type(module).forward is not nn.Module.forward: the class defines one.
+  virtual bool defines_forward() const { return true; }
+
   // PyTorch's repr(module): the type name, extra_repr() and the children.
   virtual std::string repr() const;
   virtual std::string extra_repr() const { return ""; }

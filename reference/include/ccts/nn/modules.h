@@ -46,6 +46,10 @@ class Sequential : public Cloneable<Sequential> {
   Value forward(const Args& args, const Kwargs& kwargs) override;
 };
 
+// PyTorch's ModuleList.__repr__ (subclasses inherit it): runs of equal
+// children as "(0-1): 2 x ...".
+std::string module_list_repr(const Module& module);
+
 // torch.nn.ModuleList: children "0", "1", ...; no forward.
 class ModuleList : public Cloneable<ModuleList> {
  public:
@@ -53,8 +57,9 @@ class ModuleList : public Cloneable<ModuleList> {
   void push_back(std::shared_ptr<Module> module);
   std::shared_ptr<Module> operator[](std::size_t index) const;
   std::size_t size() const { return named_children().size(); }
-  // PyTorch's ModuleList.__repr__: runs of equal children as "(0-1): 2 x ...".
-  std::string repr() const override;
+  std::string repr() const override { return module_list_repr(*this); }
+  bool is_container() const override { return true; }
+  bool defines_forward() const override { return false; }
 };
 
 // torch.nn.ModuleDict: children keyed by name in insertion order; no forward.
@@ -63,6 +68,8 @@ class ModuleDict : public Cloneable<ModuleDict> {
   explicit ModuleDict(std::vector<std::pair<std::string, std::shared_ptr<Module>>> modules = {});
   void insert(const std::string& key, std::shared_ptr<Module> module);
   std::shared_ptr<Module> operator[](const std::string& key) const { return child(key); }
+  bool is_container() const override { return true; }
+  bool defines_forward() const override { return false; }
 };
 
 // The single tensor argument of a one-input module (Linear, ReLU, ...), with
