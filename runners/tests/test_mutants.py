@@ -64,6 +64,8 @@ MUTANTS = {
     "fsdp_tie_broken": ("fully_shard", {"fully_shard.tied.one_group", "fully_shard.tied.list_call"}),
     "post_acc_grad_hooks_skipped": ("fully_shard", {"fully_shard.hooks.post_accumulate_grad_once"}),
     "fsdp_ignores_whole_module": ("fully_shard", {"fully_shard.ignored.one_parameter_of_module"}),
+    "fsdp_counts_sharded_requires_grad": ("fully_shard", {"fully_shard.frozen.unfrozen_after_gathered_forward",
+                                                          "fully_shard.mp.reduce_dtype_after_frozen_first_forward"}),
     "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
                                                     "fully_shard.api.dict_subclass_with_forward"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),

@@ -30,7 +30,10 @@
 // fsdp_ignores_whole_module (one ignored parameter leaves its module's others
 // unmanaged too), post_acc_grad_hooks_skipped (hooks on a sharded parameter
 // never see its reduced gradient), container_subclass_rejected (a
-// ModuleList or ModuleDict subclass that defines forward is rejected too).
+// ModuleList or ModuleDict subclass that defines forward is rejected too),
+// fsdp_counts_sharded_requires_grad (backward waits only for the gradients of
+// parameters whose shards require grad, resharding while gathered ones that
+// were unfrozen still compute).
 #include <cstdlib>
 #include <string>
 

@@ -272,7 +272,13 @@ void FSDPParamGroup::on_grad_accumulated() {
     std::lock_guard<std::mutex> guard(lock_);
     auto [it, first] = backward_counts_.try_emplace(backward, 0, 0);
     if (first) {
-      for (auto& p : params_) it->second.second += p->requires_grad() && nn::will_accumulate_grad(p->unsharded());
+      // The unsharded parameters autograd accumulates into: they may require
+      // grad while the shards do not (frozen at a forward that kept them
+      // gathered, then unfrozen through the module's parameters).
+      for (auto& p : params_) {
+        const bool counted = mutant("fsdp_counts_sharded_requires_grad") ? p->requires_grad() : p->unsharded().requires_grad();
+        it->second.second += counted && nn::will_accumulate_grad(p->unsharded());
+      }
     }
     done = ++it->second.first >= it->second.second;
     if (done) backward_counts_.erase(it);
