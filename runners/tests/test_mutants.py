@@ -66,6 +66,7 @@ MUTANTS = {
     "fsdp_ignores_whole_module": ("fully_shard", {"fully_shard.ignored.one_parameter_of_module"}),
     "fsdp_counts_sharded_requires_grad": ("fully_shard", {"fully_shard.frozen.unfrozen_after_gathered_forward",
                                                           "fully_shard.mp.reduce_dtype_after_frozen_first_forward"}),
+    "fsdp_no_op_conversion_resets": ("fully_shard", {"fully_shard.mp.no_op_conversion_keeps_pending_grad"}),
     "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
                                                     "fully_shard.api.dict_subclass_with_forward"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),

@@ -12,6 +12,10 @@
 //    does not support reduce_scatter"); kGlooReduceScatter says whether the
 //    native one may be used. Without it, ProcessGroup::reduce_scatter is an
 //    all-reduce of the whole input followed by this rank's chunk.
+//  * Gloo in 1.13 reduces no bfloat16 ("Invalid scalar type"); 2.13's does.
+//    Without kGlooBFloat16Reduce, ProcessGroup::reduce_scatter sums bfloat16
+//    in float32 and rounds the result back (within bfloat16's rounding of
+//    Gloo's own sum). The releases between were not measured.
 //  * Autograd nodes: 1.13 holds them in std::shared_ptr; 2.x (since 2.10) in
 //    c10::intrusive_ptr. compat::NodePtr is whatever Tensor::grad_fn() returns.
 //  * NCCL exists only in builds of LibTorch with CUDA, which define
@@ -46,6 +50,8 @@ using NodePtr = std::decay_t<decltype(std::declval<const at::Tensor&>().grad_fn(
 
 inline constexpr bool kGlooReduceScatter =
     TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8);
+
+inline constexpr bool kGlooBFloat16Reduce = TORCH_VERSION_MAJOR >= 2;
 
 #ifdef USE_C10D_NCCL
 inline constexpr bool kNccl = true;

@@ -33,7 +33,8 @@
 // ModuleList or ModuleDict subclass that defines forward is rejected too),
 // fsdp_counts_sharded_requires_grad (backward waits only for the gradients of
 // parameters whose shards require grad, resharding while gathered ones that
-// were unfrozen still compute).
+// were unfrozen still compute), fsdp_no_op_conversion_resets (module.to() to
+// the shards' own dtype makes new storage, dropping pending gradients).
 #include <cstdlib>
 #include <string>
 

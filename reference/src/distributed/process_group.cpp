@@ -330,12 +330,13 @@ torch::Tensor ProcessGroup::reduce_scatter(const torch::Tensor& input, ReduceOp 
   } else {
     // Gloo before 2.8 has no reduce_scatter: an all-reduce of the whole
     // input, then this rank's chunk. Same values, more traffic.
-    torch::Tensor full = input.contiguous().clone();
+    const bool widen = input.scalar_type() == torch::kBFloat16 && !compat::kGlooBFloat16Reduce;
+    torch::Tensor full = widen ? input.to(torch::kFloat32) : input.contiguous().clone();
     std::vector<torch::Tensor> tensors{full};
     c10d::AllreduceOptions opts;
     opts.reduceOp = native_op(op);
     native_->allreduce(tensors, opts)->wait();
-    out = full.narrow(0, rank_ * chunk, chunk).clone();
+    out = full.narrow(0, rank_ * chunk, chunk).to(input.scalar_type()).clone();
   }
   ++counts().reduce_scatter;
   if (op == ReduceOp::Avg) out.div_(size_);

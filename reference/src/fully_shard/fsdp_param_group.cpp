@@ -65,12 +65,15 @@ void FSDPParam::adopt(const torch::Tensor& padded) {
   register_on_module(sharded_);
 }
 
-void FSDPParam::convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty) {
+bool FSDPParam::convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty) {
+  const bool same = (!device || *device == padded_.device()) && (!dtype || *dtype == padded_.scalar_type());
+  if (same && !empty && !mutant("fsdp_no_op_conversion_resets")) return false;
   torch::NoGradGuard no_grad;
   torch::TensorOptions options = padded_.options();
   if (device) options = options.device(*device);
   if (dtype) options = options.dtype(*dtype);
   adopt(empty ? torch::zeros(padded_.sizes(), options) : padded_.to(options));
+  return true;
 }
 
 // What DTensor says of the shard (and of its gradient).
@@ -211,7 +214,9 @@ bool FSDPParamGroup::owns(const torch::Tensor& t) const {
 }
 
 void FSDPParamGroup::convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty) {
-  for (auto& p : params_) p->convert(device, dtype, empty);
+  bool changed = false;
+  for (auto& p : params_) changed = p->convert(device, dtype, empty) || changed;
+  if (!changed) return;
   unsharded_ = false;
   install_grad_hooks();
 }

@@ -45,7 +45,9 @@ class FSDPParam {
   // module.to(device / dtype) and to_empty (empty: zeros, the old values are
   // not read): new storage for the shard, still sharded. The group must
   // install its gradient hooks again (the unsharded parameter is new).
-  void convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty);
+  // A conversion to the device and dtype the shard has changes nothing (a
+  // gradient pending in the unsharded parameter stays): false then.
+  bool convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty);
   // An integer reshard_after_forward: keep this rank's chunk of `group_size`
   // chunks, placed (Replicate(), Shard(0)) on the (world / k, k) mesh.
   void to_sharded_post_forward(int group_size);
