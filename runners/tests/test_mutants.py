@@ -67,13 +67,16 @@ MUTANTS = {
     "fsdp_counts_sharded_requires_grad": ("fully_shard", {"fully_shard.frozen.unfrozen_after_gathered_forward",
                                                           "fully_shard.mp.reduce_dtype_after_frozen_first_forward"}),
     "fsdp_no_op_conversion_resets": ("fully_shard", {"fully_shard.mp.no_op_conversion_keeps_pending_grad"}),
+    "fsdp_partial_groups_left_open": ("fully_shard", {"fully_shard.list.double_partial_forward"}),
+    "mp_list_casts_first_only": ("fully_shard", {"fully_shard.mp.list_call_casts_every_module"}),
     "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
                                                     "fully_shard.api.dict_subclass_with_forward"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),
     "forward_method_unwrapped": ("fully_shard", {"fully_shard.methods.forward_method_gathers"}),
     "mp_inputs_not_cast": ("fully_shard", {"fully_shard.mp.param_dtype_forward", "fully_shard.mp.output_dtype",
                                            "fully_shard.checkpoint.recompute_casts_inputs",
-                                           "fully_shard.checkpoint.recompute_casts_outputs"}),
+                                           "fully_shard.checkpoint.recompute_casts_outputs",
+                                           "fully_shard.mp.list_call_casts_every_module"}),
 }
 # Mutants whose effect needs more than one rank.
 WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignored": "4", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",

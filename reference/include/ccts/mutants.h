@@ -34,7 +34,10 @@
 // fsdp_counts_sharded_requires_grad (backward waits only for the gradients of
 // parameters whose shards require grad, resharding while gathered ones that
 // were unfrozen still compute), fsdp_no_op_conversion_resets (module.to() to
-// the shards' own dtype makes new storage, dropping pending gradients).
+// the shards' own dtype makes new storage, dropping pending gradients),
+// fsdp_partial_groups_left_open (the root's forward does not complete a list
+// call whose forward ran only some of its modules), mp_list_casts_first_only
+// (cast_forward_inputs on the first module of a list call only).
 #include <cstdlib>
 #include <string>
 

@@ -90,6 +90,9 @@ constexpr const char* kDeepCopyError = "FSDP does not support deepcopy. Please u
 // states own it, so it holds them weakly.
 struct StateContext {
   std::vector<std::weak_ptr<FSDPState>> all_states;
+  // The state whose forward began this iteration (FSDP2's iter_forward_root):
+  // when its forward ends, it completes the groups left partial.
+  const FSDPState* iter_forward_root = nullptr;
   std::shared_ptr<nn::OncePerBackward> final_callback_once = std::make_shared<nn::OncePerBackward>();
 };
 
@@ -216,6 +219,7 @@ class FSDPState : public composable::State {
     }
     if (modules_to_run.empty()) modules_to_run.insert(modules.begin(), modules.end());
     lazy_init();
+    if (context && !context->iter_forward_root) context->iter_forward_root = this;
     if (group) group->unshard();
     for (const auto& weak : forward_prefetch) {
       if (auto target = weak.lock(); target && target->group) target->group->unshard();
@@ -242,11 +246,33 @@ class FSDPState : public composable::State {
     });
   }
 
-  // `self` is this state: the pre-backward hook holds it weakly.
-  void post_forward(const nn::Module& module, const nn::Value& output, const std::shared_ptr<FSDPState>& self) {
-    if (in_backward && !mutant("fsdp_reshards_in_recompute")) return;
+  // `self` is this state: the pre-backward hook holds it weakly. Returns
+  // the output, cast to the output_dtype of each partial group it completed.
+  nn::Value post_forward(const nn::Module& module, const nn::Value& output, const std::shared_ptr<FSDPState>& self) {
+    if (in_backward && !mutant("fsdp_reshards_in_recompute")) return output;
     modules_to_run.erase(&module);
-    if (!modules_to_run.empty()) return;  // a list call reshards after its last module
+    if (modules_to_run.empty()) complete_forward(output, self);  // a list call reshards after its last module
+    if (!context || context->iter_forward_root != this) return output;
+    context->iter_forward_root = nullptr;
+    return mutant("fsdp_partial_groups_left_open") ? output : complete_partial_forwards(output);
+  }
+
+  // FSDP2's _force_complete_incomplete_states: a list call whose forward ran
+  // only some of its modules (FSDP-LIST-003) is completed on this output, as
+  // if its last module had run, the last registered first.
+  nn::Value complete_partial_forwards(nn::Value output) {
+    for (auto it = context->all_states.rbegin(); it != context->all_states.rend(); ++it) {
+      auto state = it->lock();
+      if (!state || state.get() == this || state->modules_to_run.empty()) continue;
+      state->complete_forward(output, state);
+      state->modules_to_run.clear();
+      output = state->cast_output(output).value_or(output);
+    }
+    return output;
+  }
+
+  // The group's post-forward and the pre-backward hook on `output`.
+  void complete_forward(const nn::Value& output, const std::shared_ptr<FSDPState>& self) {
     if (group) group->post_forward();
     std::vector<torch::Tensor> needs_grad;
     for (const auto& t : output.tensors()) {
@@ -265,10 +291,12 @@ class FSDPState : public composable::State {
       std::weak_ptr<StateContext> weak = context;
       nn::queue_backward_callback([weak] {
         if (auto ctx = weak.lock()) {
+          ctx->iter_forward_root = nullptr;
           for (auto& weak_state : ctx->all_states) {
             auto state = weak_state.lock();
             if (!state) continue;
             state->in_backward = false;
+            state->modules_to_run.clear();  // standalone calls of a partial group's modules
             if (state->group && state->group->owes_post_backward()) state->group->post_backward();
           }
         }
@@ -456,11 +484,12 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
     for (const auto& module : input) {
       module->register_forward_pre_hook([state](nn::Module& m, const nn::Args& args, const nn::Kwargs& kwargs) {
         state->pre_forward();
+        if (mutant("mp_list_casts_first_only") && &m != state->modules.front()) return std::optional<nn::ForwardPreResult>();
         return state->cast_inputs(args, kwargs);
       }).detach();
       module->register_forward_hook([state](nn::Module& m, const nn::Args&, const nn::Kwargs&, const nn::Value& out) {
-        state->post_forward(m, out, state);
-        return state->cast_output(out);
+        const nn::Value completed = state->post_forward(m, out, state);
+        return std::optional<nn::Value>(state->cast_output(completed).value_or(completed));
       }).detach();
       module->set_type_name("FSDP" + module->type_name());
       module->forbid_deep_copy(kDeepCopyError);
@@ -642,8 +671,7 @@ void register_fsdp_forward_method(nn::Module& module, const std::string& method)
     if (!state || mutant("forward_method_unwrapped")) return original(args, kwargs);
     state->pre_forward();
     auto cast = state->cast_inputs(args, kwargs);
-    nn::Value out = cast ? original(cast->args, cast->kwargs) : original(args, kwargs);
-    state->post_forward(m, out, state);
+    const nn::Value out = state->post_forward(m, cast ? original(cast->args, cast->kwargs) : original(args, kwargs), state);
     return state->cast_output(out).value_or(out);
   });
 }

@@ -95,6 +95,8 @@ class FixtureModule(nn.Module):
             return torch.relu(get("input"))
         if name == "relu_":
             return get("input").relu_()
+        if name == "float":
+            return get("input").float()
         if name == "mm":
             return torch.mm(get("a"), get("b"))
         if name == "add":
