@@ -278,6 +278,7 @@ void register_comm_hook(nn::Module& module, const std::string& hook) {
 }
 
 void reshard(nn::Module& module) { fully_shard::reshard(module); }
+void reset_iter_state(nn::Module& module) { fully_shard::reset_iter_state(module); }
 
 json named_tensors_json(const nn::NamedTensors& items) {
   json list = json::array();

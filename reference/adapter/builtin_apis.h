@@ -40,6 +40,7 @@ void unshard(nn::Module& module);
 // register_comm_hook(None, hook) on a replicate module: `allreduce` or `sum`.
 void register_comm_hook(nn::Module& module, const std::string& hook);
 void reshard(nn::Module& module);
+void reset_iter_state(nn::Module& module);
 
 // The observation of kind `kind` (one of spec/replicate.md's and
 // spec/fully_shard.md's, or parameter_shapes, which reports a sharded

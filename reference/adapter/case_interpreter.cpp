@@ -132,6 +132,7 @@ class CaseRun {
         {"register_comm_hook", &CaseRun::step_register_comm_hook},
         {"unshard", &CaseRun::step_unshard},
         {"reshard", &CaseRun::step_reshard},
+        {"reset_iter_state", &CaseRun::step_reset_iter_state},
         {"tracker", &CaseRun::step_tracker},
         {"register_user_hooks", &CaseRun::step_register_user_hooks},
         {"clear_user_hooks", &CaseRun::step_clear_user_hooks},
@@ -238,6 +239,7 @@ class CaseRun {
     register_comm_hook(model(body.at("model")), body.at("hook").get<std::string>());
   }
   void step_reshard(const json& body, const std::string&) { reshard(model(body.at("model"))); }
+  void step_reset_iter_state(const json& body, const std::string&) { reset_iter_state(model(body.at("model"))); }
 
   // module.requires_grad_(value): every parameter of the module and its children.
   void step_set_requires_grad(const json& body, const std::string&) {

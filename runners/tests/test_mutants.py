@@ -69,6 +69,7 @@ MUTANTS = {
     "fsdp_no_op_conversion_resets": ("fully_shard", {"fully_shard.mp.no_op_conversion_keeps_pending_grad"}),
     "fsdp_partial_groups_left_open": ("fully_shard", {"fully_shard.list.double_partial_forward"}),
     "mp_list_casts_first_only": ("fully_shard", {"fully_shard.mp.list_call_casts_every_module"}),
+    "fsdp_reset_iter_state_noop": ("fully_shard", {"fully_shard.methods.reset_iter_state_after_exception"}),
     "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
                                                     "fully_shard.api.dict_subclass_with_forward"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),

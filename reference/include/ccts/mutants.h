@@ -37,7 +37,8 @@
 // the shards' own dtype makes new storage, dropping pending gradients),
 // fsdp_partial_groups_left_open (the root's forward does not complete a list
 // call whose forward ran only some of its modules), mp_list_casts_first_only
-// (cast_forward_inputs on the first module of a list call only).
+// (cast_forward_inputs on the first module of a list call only),
+// fsdp_reset_iter_state_noop (reset_iter_state leaves the groups as they are).
 #include <cstdlib>
 #include <string>
 

@@ -221,6 +221,15 @@ void FSDPParamGroup::convert(std::optional<torch::Device> device, std::optional<
   install_grad_hooks();
 }
 
+void FSDPParamGroup::reset_iter_state() {
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    backward_counts_.clear();
+  }
+  owes_post_backward_ = false;
+  reshard();
+}
+
 void FSDPParamGroup::pre_backward() {
   owes_post_backward_ = true;
   unshard();

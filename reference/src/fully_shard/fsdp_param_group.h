@@ -123,6 +123,8 @@ class FSDPParamGroup : public std::enable_shared_from_this<FSDPParamGroup> {
   // Whether this backward still owes the group its post-backward.
   bool owes_post_backward() const { return owes_post_backward_ || (unsharded_ && reshard_after_backward); }
   bool owns(const torch::Tensor& t) const;
+  // reset_iter_state: resharded, no post-backward owed, no backward counted.
+  void reset_iter_state();
   // Every parameter's convert(), then the gradient hooks again.
   void convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty);
   PostForward post_forward_mode = PostForward::Reshard;

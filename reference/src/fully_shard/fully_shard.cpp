@@ -547,6 +547,20 @@ void reshard(nn::Module& module) {
   if (state.group) state.group->reshard();
 }
 
+void reset_iter_state(nn::Module& module) {
+  FSDPState& state = state_of(module);
+  if (state.is_root == false) throw std::runtime_error("reset_iter_state must be called on the root FSDP module");
+  if (!state.context || mutant("fsdp_reset_iter_state_noop")) return;
+  state.context->iter_forward_root = nullptr;
+  for (const auto& weak : state.context->all_states) {
+    auto s = weak.lock();
+    if (!s) continue;
+    s->modules_to_run.clear();
+    s->in_backward = false;
+    if (s->group) s->group->reset_iter_state();
+  }
+}
+
 namespace {
 
 // The module's state, if any, and with `recurse` those of every fully_shard

@@ -563,6 +563,9 @@ class CaseRun:
     def step_reshard(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).reshard()
 
+    def step_reset_iter_state(self, body: dict[str, Any], path: str) -> None:
+        self.module(body["model"]).reset_iter_state()
+
 
 def named(items: Any) -> dict[str, Any]:
     return {"kind": "named_tensors", "items": [[n, encode(t)] for n, t in items]}

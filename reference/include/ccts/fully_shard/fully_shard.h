@@ -87,6 +87,9 @@ std::shared_ptr<FSDPState> fully_shard_state(const nn::Module& module);
 // FSDPModule methods. unshard/reshard act on the module's own group only.
 void unshard(nn::Module& module);
 void reshard(nn::Module& module);
+// After an exception mid-iteration, on the root (RuntimeError otherwise):
+// every group resharded and the iteration's trackers cleared (FSDP-METHOD-010).
+void reset_iter_state(nn::Module& module);
 // With recurse, every fully_shard module inside `module` too.
 void set_requires_gradient_sync(nn::Module& module, bool requires_gradient_sync, bool recurse = true);
 // A Bool only (PyTorch's ValueError otherwise); replaces the root's default.
