@@ -38,7 +38,9 @@
 // fsdp_partial_groups_left_open (the root's forward does not complete a list
 // call whose forward ran only some of its modules), mp_list_casts_first_only
 // (cast_forward_inputs on the first module of a list call only),
-// fsdp_reset_iter_state_noop (reset_iter_state leaves the groups as they are).
+// fsdp_reset_iter_state_noop (reset_iter_state leaves the groups as they are),
+// fsdp_duplicates_by_shape (the shared-parameter check keys parameters by
+// shard shape and dtype, not identity, so parameters alike look shared).
 #include <cstdlib>
 #include <string>
 

@@ -171,12 +171,18 @@ class FSDPState : public composable::State {
   // FSDP-SHARED-002: a Parameter two groups manage (tied across groups).
   void check_no_duplicate_params() const {
     std::unordered_set<const c10::TensorImpl*> seen;
+    std::unordered_set<std::string> seen_alike;  // the mutant's key: alike, not the same
     nn::Module& root = *modules.front();
     for (const auto& weak : context->all_states) {
       auto state = weak.lock();
       if (!state || !state->group) continue;
       for (const auto& p : state->group->params()) {
-        if (seen.insert(p->original()).second) continue;
+        if (mutant("fsdp_duplicates_by_shape")) {
+          const std::string key = torch_size_repr(p->sharded().sizes()) + std::string(c10::toString(p->sharded().scalar_type()));
+          if (seen_alike.insert(key).second) continue;
+        } else if (seen.insert(p->original()).second) {
+          continue;
+        }
         std::string fqn;
         for (const auto& [name, t] : root.named_parameters()) {
           if (p->owns(t)) fqn = name;
