@@ -322,6 +322,16 @@ json observe_grad_layout(const json& ref, const ModuleRef& module_ref) {
   return layouts(grads);
 }
 
+// The reference's sharded tensor is its local shard: one contiguity for both.
+json observe_contiguity(const json& ref, const ModuleRef& module_ref) {
+  json out = json::object();
+  for (const auto& [fqn, p] : module_ref(ref)->named_parameters()) {
+    out[fqn] = {{"parameter", p.is_contiguous()}};
+    if (p.grad().defined()) out[fqn]["grad"] = p.grad().is_contiguous();
+  }
+  return json_value(out);
+}
+
 json observe_state_dict_layout(const json& ref, const ModuleRef& module_ref) {
   return layouts(module_ref(ref)->state_dict("", true));
 }
@@ -372,6 +382,7 @@ const std::map<std::string, Observer>& observers() {
       {"parameter_layout", &observe_parameter_layout},
       {"state_dict_layout", &observe_state_dict_layout},
       {"grad_layout", &observe_grad_layout},
+      {"contiguity", &observe_contiguity},
       {"parameter_shapes", &observe_parameter_shapes},
       {"full_parameters", &observe_full_parameters},
       {"full_state_dict", &observe_full_state_dict},

@@ -71,6 +71,7 @@ MUTANTS = {
     "mp_list_casts_first_only": ("fully_shard", {"fully_shard.mp.list_call_casts_every_module"}),
     "fsdp_reset_iter_state_noop": ("fully_shard", {"fully_shard.methods.reset_iter_state_after_exception"}),
     "fsdp_duplicates_by_shape": ("fully_shard", {"fully_shard.shared.layer_by_layer_no_false_duplicate"}),
+    "fsdp_strided_grads": ("fully_shard", {"fully_shard.placement.dim1_contiguous"}),
     "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
                                                     "fully_shard.api.dict_subclass_with_forward"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),

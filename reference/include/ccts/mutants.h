@@ -40,7 +40,8 @@
 // (cast_forward_inputs on the first module of a list call only),
 // fsdp_reset_iter_state_noop (reset_iter_state leaves the groups as they are),
 // fsdp_duplicates_by_shape (the shared-parameter check keys parameters by
-// shard shape and dtype, not identity, so parameters alike look shared).
+// shard shape and dtype, not identity, so parameters alike look shared),
+// fsdp_strided_grads (2-D sharded gradients column-major: same values).
 #include <cstdlib>
 #include <string>
 

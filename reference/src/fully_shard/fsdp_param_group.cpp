@@ -334,6 +334,7 @@ void FSDPParamGroup::post_backward() {
     const std::vector<int64_t> shape = p->shard_shape(group_->rank());
     const int64_t numel = p->sharded().numel();
     torch::Tensor shard = reduced.narrow(0, offset, numel).view(shape).to(p->sharded().scalar_type()).clone();
+    if (mutant("fsdp_strided_grads") && shard.dim() == 2) shard = shard.t().contiguous().t();  // same values, column-major
     torch::Tensor& grad = p->sharded().mutable_grad();
     if (grad.defined()) {
       grad.add_(shard);  // accumulate into the existing sharded gradient (marked when it was made)

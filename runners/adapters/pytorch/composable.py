@@ -204,6 +204,11 @@ def tensor_layout(t: Any) -> dict[str, Any]:
     return {"sharded": False, "shape": list(t.shape)}
 
 
+def is_contiguous(t: torch.Tensor) -> bool:
+    """The tensor is contiguous, and a sharded one's local shard too."""
+    return t.is_contiguous() and (not is_dtensor(t) or t.to_local().is_contiguous())
+
+
 def shard_of(t: Any, full: torch.Tensor) -> torch.Tensor:
     """This rank's part of `full` laid out as the sharded tensor `t` (distribute_tensor
     without communication: every rank holds the same full value); `full` itself for

@@ -374,6 +374,14 @@ class CaseRun:
         return as_json({n: cp.tensor_layout(p.grad) for n, p in self.module(ref).named_parameters()
                         if p.grad is not None})
 
+    def observe_contiguity(self, ref: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for n, p in self.module(ref).named_parameters():
+            out[n] = {"parameter": cp.is_contiguous(p)}
+            if p.grad is not None:
+                out[n]["grad"] = cp.is_contiguous(p.grad)
+        return as_json(out)
+
     def observe_state_dict_layout(self, ref: str) -> dict[str, Any]:
         return as_json({k: cp.tensor_layout(v) for k, v in self.module(ref).state_dict().items()})
 
