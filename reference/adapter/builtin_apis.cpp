@@ -229,6 +229,12 @@ const std::map<std::string, MethodStep>& method_steps() {
        [](nn::Module& m, const json& b, const ModuleRef&) {
          fully_shard::set_gradient_divide_factor(m, b.at("value").get<double>());
        }},
+      {"set_all_reduce_hook",
+       [](nn::Module& m, const json& b, const ModuleRef&) {
+         auto group = b.contains("mesh") ? device_mesh(b["mesh"])->group(0) : distributed::default_process_group();
+         const auto op = b.at("op") == "avg" ? distributed::ReduceOp::Avg : distributed::ReduceOp::Sum;
+         fully_shard::set_all_reduce_hook(m, [group, op](torch::Tensor& reduced) { group->all_reduce(reduced, op); });
+       }},
       {"set_force_sum_reduction_for_comms",
        [](nn::Module& m, const json& b, const ModuleRef&) {
          fully_shard::set_force_sum_reduction_for_comms(m, b.at("value").get<bool>());

@@ -72,6 +72,7 @@ MUTANTS = {
     "fsdp_reset_iter_state_noop": ("fully_shard", {"fully_shard.methods.reset_iter_state_after_exception"}),
     "fsdp_duplicates_by_shape": ("fully_shard", {"fully_shard.shared.layer_by_layer_no_false_duplicate"}),
     "fsdp_strided_grads": ("fully_shard", {"fully_shard.placement.dim1_contiguous"}),
+    "all_reduce_hook_ignored": ("fully_shard", {"fully_shard.methods.all_reduce_hook_across_replicas"}),
     "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
                                                     "fully_shard.api.dict_subclass_with_forward"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),
@@ -86,7 +87,8 @@ WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignor
                "shard_round_down": "2,4", "shard_placement_ignored": "2,4", "fsdp_never_reshards": "1,4", "hsdp_replicas_ignored": "4",
                "mesh_unchecked": "4", "sub_mesh_is_world": "4", "forward_method_unwrapped": "2",
                "fsdp_reshards_in_recompute": "2", "fsdp_freeze_ignored": "2", "clip_local_norm": "2",
-               "fsdp_no_dedupe": "2", "fsdp_ignores_whole_module": "2"}
+               "fsdp_no_dedupe": "2", "fsdp_ignores_whole_module": "2",
+               "all_reduce_hook_ignored": "4"}
 
 
 class CasesBeyondTwoRanks(unittest.TestCase):

@@ -41,7 +41,8 @@
 // fsdp_reset_iter_state_noop (reset_iter_state leaves the groups as they are),
 // fsdp_duplicates_by_shape (the shared-parameter check keys parameters by
 // shard shape and dtype, not identity, so parameters alike look shared),
-// fsdp_strided_grads (2-D sharded gradients column-major: same values).
+// fsdp_strided_grads (2-D sharded gradients column-major: same values),
+// all_reduce_hook_ignored (set_all_reduce_hook does nothing).
 #include <cstdlib>
 #include <string>
 

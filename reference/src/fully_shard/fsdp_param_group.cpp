@@ -360,6 +360,7 @@ torch::Tensor FSDPParamGroup::reduce(torch::Tensor input) {
     const auto op = mutant("grad_sum") ? ReduceOp::Sum : ReduceOp::Avg;
     torch::Tensor reduced = world == 1 ? input[0] : group_->reduce_scatter(input.reshape({-1}), op);
     if (replicate_group_) replicate_group_->all_reduce(reduced, op);
+    if (all_reduce_hook) all_reduce_hook(reduced);
     return reduced;
   }
   const double factor = *gradient_divide_factor;
@@ -370,6 +371,7 @@ torch::Tensor FSDPParamGroup::reduce(torch::Tensor input) {
   }
   torch::Tensor reduced = world == 1 ? input[0].clone() : group_->reduce_scatter(input.reshape({-1}), ReduceOp::Sum);
   if (replicate_group_ && replicas > 1) replicate_group_->all_reduce(reduced, ReduceOp::Sum);
+  if (all_reduce_hook) all_reduce_hook(reduced);
   return reduced.div_(factor);
 }
 

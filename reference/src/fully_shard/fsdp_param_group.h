@@ -134,6 +134,7 @@ class FSDPParamGroup : public std::enable_shared_from_this<FSDPParamGroup> {
   std::optional<double> gradient_divide_factor;
   std::optional<torch::ScalarType> reduce_dtype;  // unset: the gradients' own dtype
   bool force_sum_reduction = false;
+  std::function<void(torch::Tensor&)> all_reduce_hook;  // set_all_reduce_hook
   const std::vector<std::unique_ptr<FSDPParam>>& params() const { return params_; }
 
  private:

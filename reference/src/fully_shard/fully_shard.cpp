@@ -634,6 +634,11 @@ void set_gradient_divide_factor(nn::Module& module, double factor) {
   if (state.group && !mutant("divide_factor_ignored")) state.group->gradient_divide_factor = factor;
 }
 
+void set_all_reduce_hook(nn::Module& module, std::function<void(torch::Tensor&)> hook) {
+  FSDPState& state = state_of(module);
+  if (state.group && !mutant("all_reduce_hook_ignored")) state.group->all_reduce_hook = std::move(hook);
+}
+
 void set_force_sum_reduction_for_comms(nn::Module& module, bool enable) {
   FSDPState& state = state_of(module);
   if (state.group) state.group->force_sum_reduction = enable;

@@ -529,6 +529,12 @@ class CaseRun:
     def step_set_is_last_backward(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).set_is_last_backward(body["value"])
 
+    def step_set_all_reduce_hook(self, body: dict[str, Any], path: str) -> None:
+        import torch.distributed as dist
+        group = self.mesh(body["mesh"]).get_group() if "mesh" in body else dist.group.WORLD
+        op = dist.ReduceOp.AVG if body["op"] == "avg" else dist.ReduceOp.SUM
+        self.module(body["model"]).set_all_reduce_hook(lambda output: dist.all_reduce(output, group=group, op=op))
+
     def step_set_gradient_divide_factor(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).set_gradient_divide_factor(body["value"])
 

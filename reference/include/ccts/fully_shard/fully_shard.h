@@ -103,6 +103,10 @@ void set_is_last_backward(nn::Module& module, bool is_last_backward);
 // The reduced gradient is the sum over the ranks divided by `factor`.
 void set_gradient_divide_factor(nn::Module& module, double factor);
 void set_force_sum_reduction_for_comms(nn::Module& module, bool enable);
+// `hook(reduced)` on the module's own group: after the reduce-scatter (and a
+// 2-D mesh's all-reduce), before any division by a divide factor; it may
+// change the gradient in place (FSDP-METHOD-011).
+void set_all_reduce_hook(nn::Module& module, std::function<void(torch::Tensor&)> hook);
 // Groups to gather right after this module's own: in its pre-forward, or in
 // its pre-backward. They change when parameters are gathered, not values.
 void set_modules_to_forward_prefetch(nn::Module& module, const std::vector<std::shared_ptr<nn::Module>>& modules);
