@@ -117,6 +117,7 @@ class CaseRun {
         {"backward", &CaseRun::step_backward},
         {"zero_grad", &CaseRun::step_zero_grad},
         {"probe_post_accumulate_grad", &CaseRun::step_probe_post_accumulate_grad},
+        {"sgd_in_backward", &CaseRun::step_sgd_in_backward},
         {"sgd_step", &CaseRun::step_sgd_step},
         {"clip_grad_norm", &CaseRun::step_clip_grad_norm},
         {"mse_loss", &CaseRun::step_mse_loss},
@@ -300,6 +301,22 @@ class CaseRun {
     for (const auto& [fqn, p] : model(body.at("model")).named_parameters()) {
       hook_handles_.push_back(nn::register_post_accumulate_grad_hook(
           p, [this, name = fqn] { on_probe("post_accumulate_grad:" + name); }));
+    }
+  }
+
+  // The optimizer in backward: each parameter's post-accumulate-grad hook
+  // steps it and drops its gradient. The hook holds its tensor weakly.
+  void step_sgd_in_backward(const json& body, const std::string&) {
+    const double lr = body.at("lr").get<double>();
+    for (const auto& p : model(body.at("model")).parameters()) {
+      c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> weak(p.getIntrusivePtr());
+      hook_handles_.push_back(nn::register_post_accumulate_grad_hook(p, [weak, lr] {
+        torch::Tensor t(weak.lock());
+        if (!t.defined() || !t.grad().defined()) return;
+        torch::NoGradGuard no_grad;
+        t.add_(t.grad(), -lr);
+        t.mutable_grad() = torch::Tensor();
+      }));
     }
   }
 
@@ -794,7 +811,7 @@ class CaseRun {
   std::map<std::string, nn::Value> values_;
   std::map<std::string, fixtures::Input> inputs_;
   std::vector<std::string> probes_;
-  std::vector<std::shared_ptr<void>> hook_handles_;  // keep probe_post_accumulate_grad's hooks alive
+  std::vector<std::shared_ptr<void>> hook_handles_;  // keep the post-accumulate-grad hooks alive
   std::map<std::string, std::shared_ptr<composable::Contract>> apis_;
   std::map<std::string, std::unique_ptr<tools::ModTracker>> trackers_;
   std::map<std::string, json> tracker_events_;

@@ -216,6 +216,16 @@ class CaseRun:
         for name, p in self.module(body["model"]).named_parameters():
             p.register_post_accumulate_grad_hook(lambda _p, name=name: self.on_probe(f"post_accumulate_grad:{name}"))
 
+    def step_sgd_in_backward(self, body: dict[str, Any], path: str) -> None:
+        lr = body["lr"]
+
+        def step(p: torch.Tensor) -> None:
+            with torch.no_grad():
+                p.add_(p.grad, alpha=-lr)
+            p.grad = None
+        for p in self.module(body["model"]).parameters():
+            p.register_post_accumulate_grad_hook(step)
+
     def step_sgd_step(self, body: dict[str, Any], path: str) -> None:
         with torch.no_grad():
             for p in self.module(body["model"]).parameters():
