@@ -74,6 +74,7 @@ MUTANTS = {
     "fsdp_duplicates_by_shape": ("fully_shard", {"fully_shard.shared.layer_by_layer_no_false_duplicate"}),
     "fsdp_strided_grads": ("fully_shard", {"fully_shard.placement.dim1_contiguous"}),
     "all_reduce_hook_ignored": ("fully_shard", {"fully_shard.methods.all_reduce_hook_across_replicas"}),
+    "fsdp_replaced_param_kept": ("fully_shard", {"fully_shard.init.replaced_parameter_resharded"}),
     "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
                                                     "fully_shard.api.dict_subclass_with_forward"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),

@@ -42,7 +42,9 @@
 // fsdp_duplicates_by_shape (the shared-parameter check keys parameters by
 // shard shape and dtype, not identity, so parameters alike look shared),
 // fsdp_strided_grads (2-D sharded gradients column-major: same values),
-// all_reduce_hook_ignored (set_all_reduce_hook does nothing).
+// all_reduce_hook_ignored (set_all_reduce_hook does nothing),
+// fsdp_replaced_param_kept (a parameter replaced before the first forward is
+// not sharded again: the group keeps the old one).
 #include <cstdlib>
 #include <string>
 

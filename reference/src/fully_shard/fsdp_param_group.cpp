@@ -8,6 +8,7 @@
 #include "ccts/errors.h"
 #include "ccts/mutants.h"
 #include "ccts/nn/grad_hooks.h"
+#include "ccts/python_repr.h"
 #include "sharded_registry.h"
 
 namespace ccts::fully_shard {
@@ -28,23 +29,39 @@ FSDPParam::FSDPParam(nn::Module* module, std::string name, const torch::Tensor& 
       replicated_(replicated) {
   torch::NoGradGuard no_grad;
   const int world = group_->size();
-  const int rank = rank_;
   global_shape_ = original.sizes().vec();
   rule_.dim = shard_dim;
   rule_.rows = original.size(shard_dim);
   rule_.chunk = (rule_.rows + world - 1) / world;
   // A wrong rule for the self-test: floor(rows / world) rows per rank.
   if (mutant("shard_round_down")) rule_.chunk = std::max<int64_t>(1, rule_.rows / world);
-  std::vector<int64_t> padded_shape = global_shape_;
-  padded_shape[shard_dim] = rule_.chunk;
-  // Every rank's storage has rank 0's size; the shard sits at its front.
-  torch::Tensor padded = torch::zeros(padded_shape, original.options().requires_grad(false));
-  const int64_t rows = rule_.rows_of(rank);
-  if (rows > 0) {
-    padded.narrow(shard_dim, 0, rows).copy_(original.detach().narrow(shard_dim, rule_.start_of(rank), rows));
-  }
   param_dtype_ = param_dtype;
-  adopt(padded);
+  adopt(padded_shard_of(original));
+}
+
+// Every rank's storage has rank 0's size; this rank's rows of `full` sit at its front.
+torch::Tensor FSDPParam::padded_shard_of(const torch::Tensor& full) const {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> padded_shape = global_shape_;
+  padded_shape[rule_.dim] = rule_.chunk;
+  torch::Tensor padded = torch::zeros(padded_shape, full.options().requires_grad(false));
+  const int64_t rows = rule_.rows_of(rank_);
+  if (rows > 0) padded.narrow(rule_.dim, 0, rows).copy_(full.detach().narrow(rule_.dim, rule_.start_of(rank_), rows));
+  return padded;
+}
+
+bool FSDPParam::reshard_if_replaced() {
+  torch::Tensor* slot = module_->find_parameter(name_);
+  if (slot == nullptr || !slot->defined() || owns(*slot) || mutant("fsdp_replaced_param_kept")) return false;
+  if (slot->sizes().vec() != global_shape_) {
+    throw std::invalid_argument("fully_shard: parameter '" + name_ + "' was replaced by one of shape " +
+                                torch_size_repr(slot->sizes()) + " instead of " + torch_size_repr(global_shape_));
+  }
+  const torch::Tensor full = *slot;
+  requires_grad_ = full.requires_grad();
+  sharded_ = torch::Tensor();  // adopt() takes requires_grad from the new parameter
+  adopt(padded_shard_of(full));  // on the new value's device and dtype
+  return true;
 }
 
 // Makes `padded` this rank's storage: the registered shard is its front, and
@@ -228,6 +245,14 @@ void FSDPParamGroup::reset_iter_state() {
   }
   owes_post_backward_ = false;
   reshard();
+}
+
+void FSDPParamGroup::reshard_replaced_params() {
+  bool replaced = false;
+  for (auto& p : params_) replaced = p->reshard_if_replaced() || replaced;
+  if (!replaced) return;
+  unsharded_ = false;
+  install_grad_hooks();
 }
 
 void FSDPParamGroup::pre_backward() {

@@ -48,6 +48,10 @@ class FSDPParam {
   // A conversion to the device and dtype the shard has changes nothing (a
   // gradient pending in the unsharded parameter stays): false then.
   bool convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty);
+  // Lazy init: the module's parameter replaced since fully_shard
+  // (`model.w = nn.Parameter(full)`) is sharded again from its value
+  // (FSDP-INIT-005); false when it is still ours.
+  bool reshard_if_replaced();
   // An integer reshard_after_forward: keep this rank's chunk of `group_size`
   // chunks, placed (Replicate(), Shard(0)) on the (world / k, k) mesh.
   void to_sharded_post_forward(int group_size);
@@ -76,6 +80,7 @@ class FSDPParam {
 
  private:
   void adopt(const torch::Tensor& padded);
+  torch::Tensor padded_shard_of(const torch::Tensor& full) const;
   void register_on_module(const torch::Tensor& tensor);
   detail::FullTensorFn gatherer() const;
   void allocate_unsharded();
@@ -123,6 +128,8 @@ class FSDPParamGroup : public std::enable_shared_from_this<FSDPParamGroup> {
   // Whether this backward still owes the group its post-backward.
   bool owes_post_backward() const { return owes_post_backward_ || (unsharded_ && reshard_after_backward); }
   bool owns(const torch::Tensor& t) const;
+  // Every parameter's reshard_if_replaced(), then the gradient hooks again.
+  void reshard_replaced_params();
   // reset_iter_state: resharded, no post-backward owed, no backward counted.
   void reset_iter_state();
   // Every parameter's convert(), then the gradient hooks again.

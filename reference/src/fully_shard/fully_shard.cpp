@@ -161,6 +161,9 @@ class FSDPState : public composable::State {
       }
       context->all_states.push_back(state);
     }
+    for (const auto& weak : context->all_states) {
+      if (auto state = weak.lock(); state && state->group) state->group->reshard_replaced_params();
+    }
     check_no_duplicate_params();
     check_materialized();
     // The root keeps its parameters gathered from forward to backward

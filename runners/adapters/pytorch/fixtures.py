@@ -117,6 +117,9 @@ class FixtureModule(nn.Module):
             with torch.no_grad():
                 getattr(self, op["target"][5:]).add_(get("value"))
             return None
+        if name == "assign_parameter":
+            setattr(self, op["target"][5:], nn.Parameter(get("value").detach().clone()))
+            return None
         if name == "probe":
             self._context.probe(op["name"])
             return None
