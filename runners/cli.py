@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -25,6 +26,22 @@ def world_sizes(text: str) -> list[int]:
     if not sizes or any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError("world sizes are positive integers")
     return sizes
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'")
+    return value
+
+
+def existing_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"no such file: '{text}'")
+    return text
 
 
 def add_suite_options(p: argparse.ArgumentParser) -> None:
@@ -165,8 +182,8 @@ def add_run_options(ru: argparse.ArgumentParser) -> None:
     ru.add_argument("-x", action="store_true", help="stop at the first failure")
     ru.add_argument("--shuffle", action="store_true", help="run cases in random order")
     ru.add_argument("--seed", type=int, help="seed of --shuffle")
-    ru.add_argument("--timeout", type=float, default=60.0, help="seconds per case (default 60)")
-    ru.add_argument("--xfail", help="expected failures: '<id glob> [releases:<spec>] <reason>' per line "
+    ru.add_argument("--timeout", type=seconds, default=60.0, help="seconds per case (default 60)")
+    ru.add_argument("--xfail", type=existing_file, help="expected failures: '<id glob> [releases:<spec>] <reason>' per line "
                     "(spec/ADAPTERS.md)")
     ru.add_argument("--strict", action="store_true", help="an unexpected pass is a failure")
     ru.add_argument("--backend", default="gloo", choices=["gloo", "nccl"],

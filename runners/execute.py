@@ -376,8 +376,9 @@ def run(suite: Suite, options: RunOptions) -> int:
     rules = suite.rules()
     started, t0 = now(), time.monotonic()
     if not plan:
-        print("no cases selected")
-        return 0
+        print("error: nothing to run: no case matches the selection (-k, --area) at these world sizes",
+              file=sys.stderr)
+        return 2
     progress = Progress(len(plan), options.quiet)
     partial = interrupted = False
 

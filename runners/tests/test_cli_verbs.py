@@ -37,10 +37,23 @@ class Verbs(unittest.TestCase):
         self.assertEqual(code, 0)
         self.assertRegex(output, r"t\.good\s+t\s+ws 1,2")
 
-    def test_an_empty_selection_runs_nothing(self) -> None:
-        code, output, _ = self.suite.run("-k", "nothing.*")
-        self.assertEqual(code, 0)
-        self.assertIn("no cases selected", output)
+    def test_an_empty_selection_is_an_error(self) -> None:
+        for selection in (["-k", "nothing.*"], ["--area", "t", "--world-sizes", "8"]):
+            with self.subTest(selection=selection):
+                code, output, _ = self.suite.run(*selection)
+                self.assertEqual(code, 2)
+                self.assertIn("error: nothing to run: no case matches the selection", output)
+
+    def test_bad_timeouts_and_a_missing_xfail_file_are_usage_errors(self) -> None:
+        for args, message in ((["--timeout", "0"], "expected a positive number of seconds, got '0'"),
+                              (["--timeout", "-5"], "got '-5'"), (["--timeout", "nan"], "got 'nan'"),
+                              (["--timeout", "soon"], "got 'soon'"),
+                              (["--xfail", "/nonexistent/xfail.txt"], "no such file: '/nonexistent/xfail.txt'")):
+            with self.subTest(args=args):
+                code, output = runner("run", *args, *self.suite.args())
+                self.assertEqual(code, 2)
+                self.assertIn(message, output)
+                self.assertNotIn("Traceback", output)
 
     def test_run_summary_and_exit_code(self) -> None:
         self.assertEqual(self.code, 1)
