@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -283,3 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `./ccts list | head`: the reader left. Python's recipe: point stdout
+        # at devnull so the flush at exit raises nothing, and end quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -37,6 +37,16 @@ class Verbs(unittest.TestCase):
         self.assertEqual(code, 0)
         self.assertRegex(output, r"t\.good\s+t\s+ws 1,2")
 
+    def test_list_into_a_closed_pipe_ends_quietly(self) -> None:
+        command = [sys.executable, "-m", "runners", "list", *self.suite.args()]
+        p = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        p.stdout.close()  # the reader is gone before the first line (`| head -0`)
+        stderr = p.stderr.read().decode()
+        p.wait(timeout=60)
+        p.stderr.close()
+        self.assertNotIn("Traceback", stderr)
+
     def test_an_empty_selection_is_an_error(self) -> None:
         for selection in (["-k", "nothing.*"], ["--area", "t", "--world-sizes", "8"]):
             with self.subTest(selection=selection):
