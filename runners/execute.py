@@ -240,12 +240,24 @@ class Runner:
             self.groups.pop(ws).kill()
 
     # -- one case ---------------------------------------------------------
+    def new_result(self, case: Case, ws: int) -> CaseResult:
+        title, source = case.data.get("title"), case.data.get("source")
+        requirements = [r for r in case.data.get("requirements") or [] if isinstance(r, str)] \
+            if isinstance(case.data.get("requirements"), list) else []
+        return CaseResult(case=case.id or case.file.stem, area=case.area, title=title if isinstance(title, str) else "",
+                          file=case.relative_file(), source=source if isinstance(source, str) else "",
+                          requirements=requirements, world_size=ws, backend=self.options.backend,
+                          device=self.options.device, rerun=rerun_command(case.id, ws, self.options))
+
+    def invalid(self, case: Case, ws: int, problems: list[str]) -> CaseResult:
+        """A case validate rejects is not sent: `error`, naming file, case and field."""
+        result = self.new_result(case, ws)
+        result.settle("error", "invalid case: " + "; ".join(problems))
+        return result
+
     def run_one(self, case: Case, ws: int) -> CaseResult:
         start = time.monotonic()
-        result = CaseResult(case=case.id, area=case.area, title=case.data.get("title", ""),
-                            file=case.relative_file(), source=case.data.get("source", ""),
-                            requirements=case.requirements, world_size=ws, backend=self.options.backend,
-                            device=self.options.device, rerun=rerun_command(case.id, ws, self.options))
+        result = self.new_result(case, ws)
         try:
             self.send_case(case, ws, result)
         except SuiteError as e:
@@ -290,10 +302,18 @@ class Runner:
         result.take(judge_replies(case.data, replies, golden_dir=case.file.parent, label=case.relative_file()))
 
     # -- the whole run ----------------------------------------------------
-    def plan(self, cases: list[Case]) -> list[tuple[Case, int]]:
+    def plan(self, cases: list[Case], problems: dict[Path, list[str]]) -> list[tuple[Case, int]]:
+        """(case, world size) in run order; an invalid case whose world_sizes cannot be
+        read is planned at every world size of the run, to be reported there."""
+        def sizes(c: Case) -> list[int]:
+            if c.file in problems:
+                ws = c.data.get("world_sizes", self.options.world_sizes)
+                ok = isinstance(ws, list) and all(isinstance(n, int) for n in ws)
+                return ws if ok else self.options.world_sizes
+            return c.world_sizes
         plan = []
         for ws in self.options.world_sizes:
-            batch = [c for c in cases if ws in c.world_sizes]
+            batch = [c for c in cases if ws in sizes(c)]
             if self.options.shuffle:
                 random.Random(self.options.seed).shuffle(batch)
             plan.extend((c, ws) for c in batch)
@@ -369,10 +389,12 @@ def now() -> str:
 
 
 def run(suite: Suite, options: RunOptions) -> int:
+    from .validate import case_problems
     cases = select(suite.load_cases(), options)
+    problems = case_problems(suite, cases)
     xfail_entries = load_xfail(options.xfail) if options.xfail else []
     runner = Runner(suite, options)
-    plan = runner.plan(cases)
+    plan = runner.plan(cases, problems)
     rules = suite.rules()
     started, t0 = now(), time.monotonic()
     if not plan:
@@ -388,7 +410,7 @@ def run(suite: Suite, options: RunOptions) -> int:
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         for case, ws in plan:
-            result = runner.run_one(case, ws)
+            result = runner.invalid(case, ws, problems[case.file]) if case.file in problems else runner.run_one(case, ws)
             apply_xfail(result, xfail_entries, options.strict, implementation_version(runner))
             runner.results.append(result)
             progress.update(result)

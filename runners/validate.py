@@ -214,5 +214,24 @@ def class_names(spec: Any, field: str) -> Iterator[tuple[str, str]]:
                 yield from class_names(item, f"{field}.items[{i}]")
 
 
+def case_problems(suite: Suite, cases: list[Case]) -> dict[Path, list[str]]:
+    """validate's checks of these cases (schema, names, needs, rules, duplicate ids among
+    them), by case file: what `run` reports as `error` instead of running (issue of a
+    case, not of the implementation). Empty when jsonschema is missing."""
+    try:
+        validator = Validator(suite)
+        fixtures, rules = suite.fixtures(), suite.rules()
+    except (ImportError, SuiteError):
+        return {}
+    seen: dict[str, Path] = {}
+    problems: dict[Path, list[str]] = {}
+    for case in cases:
+        validator.errors = []
+        validator.check_case(case, fixtures, rules, seen)
+        if validator.errors:
+            problems[case.file] = list(validator.errors)
+    return problems
+
+
 def validate(suite: Suite) -> list[str]:
     return Validator(suite).run()

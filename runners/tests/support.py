@@ -19,7 +19,8 @@ FAKE = [sys.executable, str(Path(__file__).with_name("fake_adapter.py"))]
 
 def case(case_id: str, expect: list[Any], steps: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
     return {"id": case_id, "title": case_id, "source": "new", "requirements": ["TEST-RULE-001"],
-            "needs": ["fixtures"], "world_sizes": [1], "steps": steps or [{"observe": {"as": "x", "value": "v"}}],
+            "needs": ["fixtures"], "world_sizes": [1],
+            "steps": steps or [{"batch": {"as": "v", "shape": [1]}}, {"observe": {"as": "x", "value": "v"}}],
             "expect": expect, **extra}
 
 

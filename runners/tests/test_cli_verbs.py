@@ -54,6 +54,29 @@ class Verbs(unittest.TestCase):
                 self.assertEqual(code, 2)
                 self.assertIn("error: nothing to run: no case matches the selection", output)
 
+    def test_invalid_cases_are_errors_naming_the_field_and_the_rest_run(self) -> None:
+        cases = [case("v.good", [{"equal": {"actual": "x", "value": 1}}]),
+                 case("v.sizes_text", [{"equal": {"actual": "x", "value": 1}}], world_sizes="1,2"),
+                 case("v.sizes_int", [{"equal": {"actual": "x", "value": 1}}], world_sizes=2),
+                 case("v.unknown_step", [{"equal": {"actual": "x", "value": 1}}],
+                      steps=[{"teleport": {"as": "x"}}, {"observe": {"as": "x", "value": "x"}}]),
+                 case("v.twice", [{"equal": {"actual": "x", "value": 1}}], title=None)]
+        suite = TempSuite(cases, {c["id"]: OK for c in cases})
+        code, output, report = suite.run("--world-sizes", "1,2")
+        self.assertEqual(code, 1, output)
+        self.assertNotIn("Traceback", output)
+        got = {f"{r['case']}@{r['world_size']}": (r["outcome"], r["message"]) for r in report["results"]}
+        self.assertEqual(got["v.good@1"][0], "pass")
+        for key, field in (("v.sizes_text@1", "field world_sizes"), ("v.sizes_text@2", "field world_sizes"),
+                           ("v.sizes_int@2", "field world_sizes"), ("v.unknown_step@1", "field steps[0]"),
+                           ("v.twice@1", "field title")):
+            with self.subTest(key):
+                outcome, message = got[key]
+                self.assertEqual(outcome, "error")
+                self.assertIn("invalid case:", message)
+                self.assertIn(field, message)
+                self.assertIn(f"case {key.split('@')[0]}", message)
+
     def test_bad_timeouts_and_a_missing_xfail_file_are_usage_errors(self) -> None:
         for args, message in ((["--timeout", "0"], "expected a positive number of seconds, got '0'"),
                               (["--timeout", "-5"], "got '-5'"), (["--timeout", "nan"], "got 'nan'"),
