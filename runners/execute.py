@@ -23,6 +23,7 @@ from .releases import ReleaseSpec, parse_releases
 from .results import CaseResult, RankResult
 from .session import HelloRefused, RankFault, RankGroup
 from .suite import ACCEPTED_PROTOCOLS, PROTOCOL_VERSION, ROOT, Case, Suite, SuiteError, resolved_fixtures, suite_version
+from .validate import case_problems
 from .vocabulary import phase_of_error
 
 
@@ -241,9 +242,9 @@ class Runner:
 
     # -- one case ---------------------------------------------------------
     def new_result(self, case: Case, ws: int) -> CaseResult:
-        title, source = case.data.get("title"), case.data.get("source")
-        requirements = [r for r in case.data.get("requirements") or [] if isinstance(r, str)] \
-            if isinstance(case.data.get("requirements"), list) else []
+        # An invalid case is reported too: take from it only fields of the right type.
+        title, source, rules = (case.data.get(k) for k in ("title", "source", "requirements"))
+        requirements = [r for r in rules if isinstance(r, str)] if isinstance(rules, list) else []
         return CaseResult(case=case.id or case.file.stem, area=case.area, title=title if isinstance(title, str) else "",
                           file=case.relative_file(), source=source if isinstance(source, str) else "",
                           requirements=requirements, world_size=ws, backend=self.options.backend,
@@ -389,7 +390,6 @@ def now() -> str:
 
 
 def run(suite: Suite, options: RunOptions) -> int:
-    from .validate import case_problems
     cases = select(suite.load_cases(), options)
     problems = case_problems(suite, cases)
     xfail_entries = load_xfail(options.xfail) if options.xfail else []

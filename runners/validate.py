@@ -183,7 +183,6 @@ class Validator:
                         self.errors.append(f"{file}: {owner}: field {where}: unknown class '{class_name}' "
                                            f"(neither built-in nor a class of this file)")
 
-
     def check_container_member(self, file: Path, name: str, base: str, i: int, member: dict[str, Any]) -> None:
         """A ModuleList or ModuleDict subclass holds only child modules, a list's named 0, 1, ... in order."""
         field = f"classes.{name}.members[{i}]"

@@ -233,7 +233,10 @@ bool FSDPParamGroup::owns(const torch::Tensor& t) const {
 void FSDPParamGroup::convert(std::optional<torch::Device> device, std::optional<torch::ScalarType> dtype, bool empty) {
   bool changed = false;
   for (auto& p : params_) changed = p->convert(device, dtype, empty) || changed;
-  if (!changed) return;
+  if (changed) adopt_new_storage();
+}
+
+void FSDPParamGroup::adopt_new_storage() {
   unsharded_ = false;
   install_grad_hooks();
 }
@@ -250,9 +253,7 @@ void FSDPParamGroup::reset_iter_state() {
 void FSDPParamGroup::reshard_replaced_params() {
   bool replaced = false;
   for (auto& p : params_) replaced = p->reshard_if_replaced() || replaced;
-  if (!replaced) return;
-  unsharded_ = false;
-  install_grad_hooks();
+  if (replaced) adopt_new_storage();
 }
 
 void FSDPParamGroup::pre_backward() {

@@ -146,6 +146,9 @@ class FSDPParamGroup : public std::enable_shared_from_this<FSDPParamGroup> {
 
  private:
   void on_grad_accumulated();
+  // Some parameters have new storage (converted, replaced): none is gathered,
+  // and the new unsharded parameters need the gradient hooks.
+  void adopt_new_storage();
 
   std::vector<std::unique_ptr<FSDPParam>> params_;
   torch::Tensor reduce(torch::Tensor input);

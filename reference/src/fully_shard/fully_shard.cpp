@@ -256,9 +256,17 @@ class FSDPState : public composable::State {
   }
 
   // `self` is this state: the pre-backward hook holds it weakly. Returns
-  // the output, cast to the output_dtype of each partial group it completed.
+  // the output forward's caller sees: cast to the output_dtype of each
+  // partial group it completed, then to this state's (FSDP-MP-003).
   nn::Value post_forward(const nn::Module& module, const nn::Value& output, const std::shared_ptr<FSDPState>& self) {
-    if (in_backward && !mutant("fsdp_reshards_in_recompute")) return output;
+    const bool recomputing = in_backward && !mutant("fsdp_reshards_in_recompute");
+    const nn::Value out = recomputing ? output : end_forward(module, output, self);
+    return cast_output(out).value_or(out);
+  }
+
+  // This module's forward is done: the group completes after the call's last
+  // module, and the iteration's first state completes the partial ones.
+  nn::Value end_forward(const nn::Module& module, const nn::Value& output, const std::shared_ptr<FSDPState>& self) {
     modules_to_run.erase(&module);
     if (modules_to_run.empty()) complete_forward(output, self);  // a list call reshards after its last module
     if (!context || context->iter_forward_root != this) return output;
@@ -497,8 +505,7 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
         return state->cast_inputs(args, kwargs);
       }).detach();
       module->register_forward_hook([state](nn::Module& m, const nn::Args&, const nn::Kwargs&, const nn::Value& out) {
-        const nn::Value completed = state->post_forward(m, out, state);
-        return std::optional<nn::Value>(state->cast_output(completed).value_or(completed));
+        return std::optional<nn::Value>(state->post_forward(m, out, state));
       }).detach();
       module->set_type_name("FSDP" + module->type_name());
       module->forbid_deep_copy(kDeepCopyError);
@@ -699,8 +706,7 @@ void register_fsdp_forward_method(nn::Module& module, const std::string& method)
     if (!state || mutant("forward_method_unwrapped")) return original(args, kwargs);
     state->pre_forward();
     auto cast = state->cast_inputs(args, kwargs);
-    const nn::Value out = state->post_forward(m, cast ? original(cast->args, cast->kwargs) : original(args, kwargs), state);
-    return state->cast_output(out).value_or(out);
+    return state->post_forward(m, cast ? original(cast->args, cast->kwargs) : original(args, kwargs), state);
   });
 }
 
