@@ -41,13 +41,17 @@ void check_kwargs(const json& kwargs, std::initializer_list<const char*> known, 
   }
 }
 
-// `mesh: {shape, names, dim}`: made once per session for each shape and
-// names, as a program makes its mesh once; `dim` takes its 1-D sub-mesh.
+// `mesh: {shape, names, instance, dim}`: made once per session for each
+// shape, names and instance, as a program makes its mesh once (`world_size`
+// in shape is the world's size); `dim` takes its 1-D sub-mesh.
 std::shared_ptr<distributed::DeviceMesh> device_mesh(const json& spec) {
   static std::map<std::string, std::shared_ptr<distributed::DeviceMesh>> meshes;
-  const std::vector<int64_t> shape = spec.at("shape").get<std::vector<int64_t>>();
+  std::vector<int64_t> shape;
+  for (const auto& size : spec.at("shape")) {
+    shape.push_back(size == "world_size" ? distributed::default_process_group()->size() : size.get<int64_t>());
+  }
   const std::vector<std::string> names = spec.value("names", std::vector<std::string>{});
-  const std::string key = json({shape, names}).dump();
+  const std::string key = json({shape, names, spec.value("instance", "")}).dump();
   auto& mesh = meshes[key];
   if (!mesh) mesh = distributed::DeviceMesh::init(distributed::default_process_group(), shape, names);
   return spec.contains("dim") ? mesh->sub(spec["dim"].get<std::string>()) : mesh;
@@ -65,6 +69,16 @@ fully_shard::MixedPrecisionPolicy mp_policy(const json& spec) {
   policy.output_dtype = dtype("output_dtype");
   policy.cast_forward_inputs = spec.value("cast_forward_inputs", true);
   return policy;
+}
+
+// `dp_mesh_dims: {shard, replicate}`: a name or a list of names each.
+fully_shard::DataParallelMeshDims dp_mesh_dims(const json& spec) {
+  auto names = [&](const char* key) {
+    if (!spec.contains(key)) return std::vector<std::string>{};
+    const json& v = spec[key];
+    return v.is_string() ? std::vector<std::string>{v.get<std::string>()} : v.get<std::vector<std::string>>();
+  };
+  return fully_shard::DataParallelMeshDims::make(names("shard"), names("replicate"));
 }
 
 // `shard_placement_fn: {dim: d | largest, every}` (spec/fully_shard.md).
@@ -168,13 +182,15 @@ void apply_builtin(const std::string& api, const json& to, const json& kwargs, c
     return;
   }
   if (api == "fully_shard") {
-    check_kwargs(kwargs, {"reshard_after_forward", "ignored_params", "mesh", "shard_placement_fn", "mp_policy"}, api);
+    check_kwargs(kwargs, {"reshard_after_forward", "ignored_params", "mesh", "shard_placement_fn", "mp_policy",
+                          "dp_mesh_dims"}, api);
     fully_shard::FullyShardOptions options;
     if (kwargs.contains("reshard_after_forward")) options.reshard_after_forward = python_value(kwargs["reshard_after_forward"]);
     for (const auto& ref : kwargs.value("ignored_params", json::array())) options.ignored_params.push_back(parameter_of(ref, module_ref));
     if (kwargs.contains("mesh")) options.mesh = device_mesh(kwargs["mesh"]);
     if (kwargs.contains("shard_placement_fn")) options.shard_dim = shard_placement_fn(kwargs["shard_placement_fn"]);
     if (kwargs.contains("mp_policy")) options.mp_policy = mp_policy(kwargs["mp_policy"]);
+    if (kwargs.contains("dp_mesh_dims")) options.dp_mesh_dims = dp_mesh_dims(kwargs["dp_mesh_dims"]);
     if (to.is_array()) {
       composable::Modules modules;
       for (const auto& ref : to) modules.push_back(module_ref(ref));
@@ -208,7 +224,8 @@ std::vector<std::shared_ptr<nn::Module>> modules_of(const json& refs, const Modu
 
 using MethodStep = void (*)(nn::Module& module, const json& body, const ModuleRef& module_ref);
 
-// FSDPModule's setters (spec/fully_shard.md): the step is the method, `value` its argument.
+// FSDPModule's setters (spec/fully_shard.md): the step is the method, `value` its
+// argument; and distribute_module, which prepares a model for dp_mesh_dims.
 const std::map<std::string, MethodStep>& method_steps() {
   static const std::map<std::string, MethodStep> table = {
       {"set_reshard_after_forward",
@@ -234,6 +251,11 @@ const std::map<std::string, MethodStep>& method_steps() {
          auto group = b.contains("mesh") ? device_mesh(b["mesh"])->group(0) : distributed::default_process_group();
          const auto op = b.at("op") == "avg" ? distributed::ReduceOp::Avg : distributed::ReduceOp::Sum;
          fully_shard::set_all_reduce_hook(m, [group, op](torch::Tensor& reduced) { group->all_reduce(reduced, op); });
+       }},
+      {"distribute_module",
+       [](nn::Module& m, const json& b, const ModuleRef&) {
+         fully_shard::distribute_module(m, device_mesh(b.at("mesh")),
+                                        b.value("placements", std::map<std::string, std::vector<std::string>>{}));
        }},
       {"set_force_sum_reduction_for_comms",
        [](nn::Module& m, const json& b, const ModuleRef&) {
@@ -261,8 +283,10 @@ bool run_method_step(const std::string& step, const json& body, const ModuleRef&
   auto it = method_steps().find(step);
   if (it == method_steps().end()) return false;
   auto module = module_ref(body.at("model"));
-  // register_fsdp_forward_method is a function, a no-op on other modules; the rest are FSDPModule methods.
-  if (step != "register_fsdp_forward_method" && !fully_shard::fully_shard_state(*module)) {
+  // register_fsdp_forward_method and distribute_module are functions (the first a
+  // no-op on other modules); the rest are FSDPModule methods.
+  const bool function = step == "register_fsdp_forward_method" || step == "distribute_module";
+  if (!function && !fully_shard::fully_shard_state(*module)) {
     throw std::invalid_argument("'" + module->type_name() + "' object has no attribute '" + step + "'");
   }
   it->second(*module, body, module_ref);

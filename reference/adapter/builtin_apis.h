@@ -33,7 +33,7 @@ void apply_builtin(const std::string& api, const json& to, const json& kwargs, c
 // The steps of methods the APIs add: set_requires_gradient_sync (replicate and
 // fully_shard), unshard and reshard (fully_shard).
 void set_requires_gradient_sync(nn::Module& module, bool value, bool recurse = true);
-// FSDPModule's setter steps (set_reshard_after_forward, ...): runs `step` on
+// FSDPModule's setter steps (set_reshard_after_forward, ...) and distribute_module: runs `step` on
 // body.model and returns true, or returns false for a step that is not one.
 bool run_method_step(const std::string& step, const json& body, const ModuleRef& module_ref);
 void unshard(nn::Module& module);

@@ -75,6 +75,14 @@ MUTANTS = {
     "fsdp_strided_grads": ("fully_shard", {"fully_shard.placement.dim1_contiguous"}),
     "all_reduce_hook_ignored": ("fully_shard", {"fully_shard.methods.all_reduce_hook_across_replicas"}),
     "fsdp_replaced_param_kept": ("fully_shard", {"fully_shard.init.replaced_parameter_resharded"}),
+    "dp_mesh_dims_unchecked": ("fully_shard", {"fully_shard.mesh.spmd_replicate_placement_required",
+                                               "fully_shard.mesh.spmd_unknown_dim_rejected",
+                                               "fully_shard.mesh.spmd_other_mesh_rejected",
+                                               "fully_shard.mesh.spmd_dims_required",
+                                               "fully_shard.mesh.spmd_plain_parameters_rejected",
+                                               "fully_shard.mesh.spmd_int_reshard_rejected"}),
+    "spmd_params_left_replicated": ("fully_shard", {"fully_shard.mesh.spmd_layout_as_plain_mesh",
+                                                    "fully_shard.mesh.spmd_hsdp_layout"}),
     "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
                                                     "fully_shard.api.dict_subclass_with_forward"}),
     "fsdp_no_dedupe": ("fully_shard", {"fully_shard.shared.module_and_buffer_managed_once", "fully_shard.tied.one_group"}),
@@ -90,7 +98,7 @@ WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignor
                "mesh_unchecked": "4", "sub_mesh_is_world": "4", "forward_method_unwrapped": "2",
                "fsdp_reshards_in_recompute": "2", "fsdp_freeze_ignored": "2", "clip_local_norm": "2",
                "fsdp_no_dedupe": "2", "fsdp_ignores_whole_module": "2",
-               "all_reduce_hook_ignored": "4"}
+               "all_reduce_hook_ignored": "4", "spmd_params_left_replicated": "1,4"}
 
 
 class CasesBeyondTwoRanks(unittest.TestCase):

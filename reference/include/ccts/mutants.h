@@ -44,7 +44,10 @@
 // fsdp_strided_grads (2-D sharded gradients column-major: same values),
 // all_reduce_hook_ignored (set_all_reduce_hook does nothing),
 // fsdp_replaced_param_kept (a parameter replaced before the first forward is
-// not sharded again: the group keeps the old one).
+// not sharded again: the group keeps the old one), dp_mesh_dims_unchecked
+// (DataParallelMeshDims and fully_shard's SPMD-mesh checks skipped),
+// spmd_params_left_replicated (with dp_mesh_dims nothing is sharded: the
+// parameters stay replicated DTensors).
 #include <cstdlib>
 #include <string>
 

@@ -96,7 +96,8 @@ bool FSDPParam::convert(std::optional<torch::Device> device, std::optional<torch
 // What DTensor says of the shard (and of its gradient).
 ShardedLayout FSDPParam::layout() const {
   const std::string shard = "Shard(" + std::to_string(rule_.dim) + ")";
-  return ShardedLayout{global_shape_, replicated_ ? std::vector<std::string>{"Replicate()", shard} : std::vector<std::string>{shard}};
+  return ShardedLayout{global_shape_, replicated_ ? std::vector<std::string>{"Replicate()", shard} : std::vector<std::string>{shard},
+                       nullptr};
 }
 
 std::vector<int64_t> FSDPParam::shard_shape(int rank) const {
@@ -146,7 +147,7 @@ void FSDPParam::to_sharded_post_forward(int group_size) {
   const int64_t start = std::min<int64_t>(rule_.rows, (rank_ % group_size) * chunk);
   const int64_t rows = std::clamp<int64_t>(rule_.rows - start, 0, chunk);
   post_forward_ = unsharded_.detach().narrow(0, start, rows).clone().requires_grad_(requires_grad_);
-  detail::mark_sharded(post_forward_, ShardedLayout{global_shape_, {"Replicate()", "Shard(0)"}}, gatherer());
+  detail::mark_sharded(post_forward_, ShardedLayout{global_shape_, {"Replicate()", "Shard(0)"}, nullptr}, gatherer());
   register_on_module(post_forward_);
   free_unsharded();
 }

@@ -400,6 +400,79 @@ std::pair<std::shared_ptr<distributed::ProcessGroup>, std::shared_ptr<distribute
   return {mesh.group(1), mutant("hsdp_replicas_ignored") ? nullptr : mesh.group(0)};
 }
 
+// _validate_mesh with dp_mesh_dims, then the integer reshard_after_forward
+// check (FSDP-MESH-004), before any parameter is looked at.
+void check_spmd_mesh(const FullyShardOptions& options) {
+  if (mutant("dp_mesh_dims_unchecked")) return;
+  const DataParallelMeshDims& dims = *options.dp_mesh_dims;
+  if (dims.shard.empty() && dims.replicate.empty()) {
+    throw std::invalid_argument("At least one of shard or replicate must be set in dp_mesh_dims");
+  }
+  // Without a mesh, fully_shard's default mesh has no dim names.
+  const std::vector<std::string> names = options.mesh ? options.mesh->names() : std::vector<std::string>{};
+  if (names.empty()) throw std::invalid_argument("mesh must have mesh_dim_names when dp_mesh_dims is provided");
+  std::vector<std::string> quoted;
+  for (const auto& name : names) quoted.push_back("'" + name + "'");
+  std::vector<std::string> dp_names = dims.shard;
+  dp_names.insert(dp_names.end(), dims.replicate.begin(), dims.replicate.end());
+  for (const auto& name : dp_names) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      throw std::invalid_argument("Mesh dim name '" + name + "' not found in mesh.mesh_dim_names " + python_tuple(quoted));
+    }
+  }
+  if (!dims.shard.empty() && options.reshard_after_forward && options.reshard_after_forward->kind() == nn::Value::Kind::Int) {
+    throw ApiError("not_implemented", "reshard_after_forward as int is not yet supported with SPMD mesh (dp_mesh_dims)");
+  }
+}
+
+// A placement as Python's str() prints it in these messages: S(0), R.
+std::string placement_str(const std::string& placement) {
+  if (placement == "Replicate()") return "R";
+  if (placement.rfind("Shard(", 0) == 0) return "S(" + placement.substr(6);
+  return placement;
+}
+
+// FSDPParam's checks of a parameter on an SPMD mesh (FSDP-MESH-004): a
+// DTensor on the mesh passed to fully_shard, replicated on every DP dim.
+void check_spmd_param(const FullyShardOptions& options, const torch::Tensor& p, const std::string& name) {
+  if (mutant("dp_mesh_dims_unchecked")) return;
+  const auto layout = sharded_layout(p);
+  if (!layout || !layout->mesh) {
+    throw std::invalid_argument(
+        "When dp_mesh_dims is provided, all parameters must be DTensors on the full SPMD mesh (e.g. via "
+        "distribute_module). Got plain tensor for parameter '" + name + "'.");
+  }
+  if (layout->mesh.get() != options.mesh.get()) {
+    throw std::invalid_argument(
+        "Expected param's DTensor mesh to be the same mesh passed to fully_shard, but got different mesh objects");
+  }
+  const std::vector<std::string>& names = options.mesh->names();
+  auto check = [&](const std::vector<std::string>& dp_names, const char* kind) {
+    for (const auto& dp_name : dp_names) {
+      const auto index = static_cast<std::size_t>(std::find(names.begin(), names.end(), dp_name) - names.begin());
+      if (layout->placements.at(index) != "Replicate()") {
+        throw std::invalid_argument(std::string("Expected Replicate() on DP ") + kind + " dim '" + dp_name + "' (index " +
+                                    std::to_string(index) + ") but got " + placement_str(layout->placements[index]));
+      }
+    }
+  };
+  check(options.dp_mesh_dims->shard, "shard");
+  check(options.dp_mesh_dims->replicate, "replicate");
+}
+
+// The SPMD meshes the reference shards: (shard) and (replicate, shard), one
+// name each, which train as the plain mesh of that shape.
+void check_spmd_mesh_supported(const FullyShardOptions& options) {
+  const DataParallelMeshDims& dims = *options.dp_mesh_dims;
+  const std::vector<std::string>& names = options.mesh->names();
+  const bool one_dim = names.size() == 1 && dims.shard == names && dims.replicate.empty();
+  const bool hsdp = names.size() == 2 && dims.replicate == std::vector<std::string>{names[0]} &&
+                    dims.shard == std::vector<std::string>{names[1]};
+  if (!one_dim && !hsdp) {
+    throw Unsupported("fully_shard: the reference takes dp_mesh_dims only for a mesh of dims (shard) or (replicate, shard)");
+  }
+}
+
 // shard_placement_fn's dim for a parameter, made non-negative and checked (FSDP-PLACE-001/002).
 int64_t shard_dim_of(const FullyShardOptions& options, const torch::Tensor& p, int world) {
   std::optional<int64_t> chosen = options.shard_dim ? options.shard_dim(p) : std::nullopt;
@@ -425,6 +498,10 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
         throw std::invalid_argument("fully_shard does not support containers that do not implement forward: " +
                                     module->repr());
       }
+    }
+    if (options.dp_mesh_dims) {
+      check_spmd_mesh(options);
+      check_spmd_mesh_supported(options);
     }
     auto [group, replicate_group] = mesh_groups(options);
     check_reshard_after_forward(options.reshard_after_forward, group->size());
@@ -465,9 +542,16 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
           throw ApiError("not_implemented", "FSDP does not support non-contiguous parameters yet: param.shape=" +
                                                 torch_size_repr(p.sizes()) + " param.stride()=" + python_tuple(p.strides()));
         }
+        if (options.dp_mesh_dims) {
+          check_spmd_param(options, p, name);
+        } else if (auto layout = sharded_layout(p); layout && layout->mesh) {
+          throw Unsupported("fully_shard: the reference does not compose with DTensor parameters (tensor parallelism); "
+                            "give dp_mesh_dims for parameters of distribute_module");
+        }
         owned.emplace_back(m, name);
       }
     }
+    if (options.dp_mesh_dims && mutant("spmd_params_left_replicated")) owned.clear();
     if (!owned.empty()) {
       std::vector<int64_t> dims;
       for (const auto& [m, name] : owned) dims.push_back(shard_dim_of(options, m->parameter(name), group->size()));
@@ -733,6 +817,13 @@ std::optional<std::vector<std::string>> managed_parameters(const nn::Module& mod
     if (state.group->owns(p)) fqns.push_back(fqn);
   }
   return fqns;
+}
+
+DataParallelMeshDims DataParallelMeshDims::make(std::vector<std::string> shard, std::vector<std::string> replicate) {
+  if (shard.empty() && replicate.empty() && !mutant("dp_mesh_dims_unchecked")) {
+    throw std::invalid_argument("At least one of shard or replicate must be set in DataParallelMeshDims");
+  }
+  return DataParallelMeshDims{std::move(shard), std::move(replicate)};
 }
 
 }  // namespace ccts::fully_shard

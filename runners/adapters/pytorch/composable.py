@@ -96,6 +96,9 @@ def convert_kwargs(kwargs: dict[str, Any], module_of: Callable[[str], nn.Module]
         if key == "mp_policy":
             out[key] = mp_policy(value)
             continue
+        if key == "dp_mesh_dims":
+            out[key] = dp_mesh_dims(value)
+            continue
         if key == "ignored_modules" and isinstance(value, list):
             out[key] = [module_of(ref) for ref in value]
         elif key == "ignored_params" and isinstance(value, list):
@@ -143,6 +146,45 @@ def mp_policy(spec: dict[str, Any]) -> Any:
     except ImportError:  # before 2.6
         from torch.distributed._composable.fsdp import MixedPrecisionPolicy  # type: ignore[no-redef]
     return MixedPrecisionPolicy(**{k: getattr(torch, v) if isinstance(v, str) else v for k, v in spec.items()})
+
+
+def dp_mesh_dims(spec: dict[str, Any]) -> Any:
+    """`dp_mesh_dims: {shard, replicate}` as DataParallelMeshDims; a list of names is
+    the tuple of dims flattened into one."""
+    try:
+        from torch.distributed.fsdp import DataParallelMeshDims
+    except ImportError:
+        from .errors import Unsupported
+        raise Unsupported(f"DataParallelMeshDims is not available in PyTorch {torch.__version__}") from None
+    return DataParallelMeshDims(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+
+
+def placement(name: str) -> Any:
+    """"Replicate()" or "Shard(d)", as placement_name writes them, as a Placement."""
+    from torch.distributed.tensor import Replicate, Shard
+    if name == "Replicate()":
+        return Replicate()
+    return Shard(int(name[len("Shard("):-1]))
+
+
+def distribute_module(module: nn.Module, mesh: Any, placements: dict[str, list[str]]) -> None:
+    """distribute_module(module, mesh, partition_fn): the parameters `placements` names
+    (by FQN) become DTensors with those placements; distribute_module replicates the
+    rest, buffers too."""
+    try:
+        from torch.distributed.tensor import distribute_module as distribute, distribute_tensor
+    except ImportError:
+        from .errors import Unsupported
+        raise Unsupported(f"torch.distributed.tensor is not available in PyTorch {torch.__version__}") from None
+
+    def partition(prefix: str, submodule: nn.Module, device_mesh: Any) -> None:
+        for name, param in list(submodule.named_parameters(recurse=False)):
+            fqn = f"{prefix}.{name}" if prefix else name
+            if fqn in placements:
+                tensor = distribute_tensor(param.data, device_mesh, [placement(p) for p in placements[fqn]])
+                submodule.register_parameter(name, nn.Parameter(tensor, requires_grad=param.requires_grad))
+
+    distribute(module, mesh, partition)
 
 
 # -- collectives -------------------------------------------------------------------

@@ -502,15 +502,19 @@ class CaseRun:
         return group
 
     def mesh(self, spec: dict[str, Any]) -> Any:
-        """init_device_mesh(shape, mesh_dim_names=names), or its sub-mesh `dim`. A mesh
-        is made once per session and kept, as a program makes it once: DTensor caches
-        what it derives from an equal mesh, so a mesh whose groups were destroyed
-        would poison later cases."""
-        key = (self.placement.type, tuple(spec["shape"]), tuple(spec.get("names") or ()))
+        """init_device_mesh(shape, mesh_dim_names=names), or its sub-mesh `dim`. A mesh of
+        each shape, names and instance is made once per session and kept, as a program
+        makes it once: DTensor caches what it derives from an equal mesh, so a mesh whose
+        groups were destroyed would poison later cases."""
+        shape = tuple(self.world_size if size == "world_size" else size for size in spec["shape"])
+        key = (self.placement.type, shape, tuple(spec.get("names") or ()), spec.get("instance"))
         if key not in SESSION_MESHES:
-            SESSION_MESHES[key] = cp.device_mesh(self.placement.type, spec)
+            SESSION_MESHES[key] = cp.device_mesh(self.placement.type, {**spec, "shape": shape})
         mesh = SESSION_MESHES[key]
         return mesh[spec["dim"]] if "dim" in spec else mesh
+
+    def step_distribute_module(self, body: dict[str, Any], path: str) -> None:
+        cp.distribute_module(self.module(body["model"]), self.mesh(body["mesh"]), body.get("placements") or {})
 
     def parameter(self, ref: str) -> nn.Parameter:
         """`model.<path>.<name>`: a parameter of a model or of one of its submodules."""

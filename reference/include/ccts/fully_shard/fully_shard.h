@@ -8,6 +8,7 @@
 // this rank's local shard, and sharded_layout() tells its global shape and
 // placements.
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,9 @@ struct ShardedLayout {
   // "Shard(0)" on the whole world; "Replicate()", "Shard(0)" after a forward
   // with an integer reshard_after_forward (a 2-D mesh).
   std::vector<std::string> placements;
+  // The DeviceMesh a tensor of distribute_module lives on (its identity is
+  // what fully_shard's dp_mesh_dims checks); null for fully_shard's own.
+  std::shared_ptr<const distributed::DeviceMesh> mesh;
 };
 
 // The layout of a tensor fully_shard registered as sharded, or nothing for a
@@ -54,6 +58,24 @@ struct MixedPrecisionPolicy {
   bool cast_forward_inputs = true;
 };
 
+// DataParallelMeshDims(shard, replicate): the dims of an SPMD mesh, whose
+// parameters are already DTensors on it, that are data parallel. make()
+// raises PyTorch's ValueError when neither is set.
+struct DataParallelMeshDims {
+  std::vector<std::string> shard;
+  std::vector<std::string> replicate;
+  static DataParallelMeshDims make(std::vector<std::string> shard, std::vector<std::string> replicate);
+};
+
+// distribute_module(module, mesh, partition_fn) (torch.distributed.tensor):
+// each parameter that `placements` names by FQN becomes a DTensor with those
+// placements ("Replicate()" or "Shard(d)", one per mesh dim; at most one
+// Shard), every other parameter and buffer a DTensor replicated on the mesh.
+// The module holds the local tensors. Forward does not model DTensor
+// arithmetic: the tensors are for fully_shard's dp_mesh_dims.
+void distribute_module(nn::Module& module, const std::shared_ptr<distributed::DeviceMesh>& mesh,
+                       const std::map<std::string, std::vector<std::string>>& placements = {});
+
 struct FullyShardOptions {
   // A Bool, or an Int that divides the world size; unset: true, except
   // false for the root (decided at its first forward).
@@ -69,6 +91,12 @@ struct FullyShardOptions {
   // or nothing for the default, dim 0.
   std::function<std::optional<int64_t>(const torch::Tensor&)> shard_dim;
   MixedPrecisionPolicy mp_policy;
+  // The mesh is an SPMD mesh and these are its data-parallel dims
+  // (FSDP-MESH-004): every parameter must be a DTensor on that very mesh,
+  // replicated on those dims. The reference shards such meshes when their
+  // dims are (shard) or (replicate, shard), one name each, as a plain mesh
+  // of that shape; others raise Unsupported.
+  std::optional<DataParallelMeshDims> dp_mesh_dims;
 };
 
 class FSDPState;
