@@ -9,6 +9,7 @@
 #include "ccts/distributed/device_mesh.h"
 #include "ccts/distributed/process_group.h"
 #include "ccts/errors.h"
+#include "ccts/mutants.h"
 #include "ccts/fully_shard/fully_shard.h"
 #include "ccts/replicate/replicate.h"
 #include "ccts/values/codec.h"
@@ -41,9 +42,10 @@ void check_kwargs(const json& kwargs, std::initializer_list<const char*> known, 
   }
 }
 
-// `mesh: {shape, names, instance, dim}`: made once per session for each
-// shape, names and instance, as a program makes its mesh once (`world_size`
-// in shape is the world's size); `dim` takes its 1-D sub-mesh.
+// `mesh: {shape, names, instance, from_groups, dim}`: made once per session
+// for each shape, names, instance and way of making, as a program makes its
+// mesh once (`world_size` in shape is the world's size); `dim` takes its 1-D
+// sub-mesh.
 std::shared_ptr<distributed::DeviceMesh> device_mesh(const json& spec) {
   static std::map<std::string, std::shared_ptr<distributed::DeviceMesh>> meshes;
   std::vector<int64_t> shape;
@@ -51,8 +53,16 @@ std::shared_ptr<distributed::DeviceMesh> device_mesh(const json& spec) {
     shape.push_back(size == "world_size" ? distributed::default_process_group()->size() : size.get<int64_t>());
   }
   const std::vector<std::string> names = spec.value("names", std::vector<std::string>{});
-  const std::string key = json({shape, names, spec.value("instance", "")}).dump();
+  const bool from_groups = spec.value("from_groups", false);
+  const std::string key = json({shape, names, spec.value("instance", ""), from_groups}).dump();
   auto& mesh = meshes[key];
+  if (!mesh && from_groups) {  // each dim's groups made first, then DeviceMesh.from_group
+    std::vector<std::shared_ptr<distributed::ProcessGroup>> groups;
+    for (std::size_t d = 0; d < shape.size(); ++d) {
+      groups.push_back(distributed::default_process_group()->new_group_of(distributed::DeviceMesh::groups_along(shape, d)));
+    }
+    mesh = distributed::DeviceMesh::from_group(std::move(groups), shape, names);
+  }
   if (!mesh) mesh = distributed::DeviceMesh::init(distributed::default_process_group(), shape, names);
   return spec.contains("dim") ? mesh->sub(spec["dim"].get<std::string>()) : mesh;
 }
@@ -225,7 +235,8 @@ std::vector<std::shared_ptr<nn::Module>> modules_of(const json& refs, const Modu
 using MethodStep = void (*)(nn::Module& module, const json& body, const ModuleRef& module_ref);
 
 // FSDPModule's setters (spec/fully_shard.md): the step is the method, `value` its
-// argument; and distribute_module, which prepares a model for dp_mesh_dims.
+// argument; and distribute_module, which prepares a model for dp_mesh_dims,
+// and broadcast.
 const std::map<std::string, MethodStep>& method_steps() {
   static const std::map<std::string, MethodStep> table = {
       {"set_reshard_after_forward",
@@ -257,6 +268,14 @@ const std::map<std::string, MethodStep>& method_steps() {
          fully_shard::distribute_module(m, device_mesh(b.at("mesh")),
                                         b.value("placements", std::map<std::string, std::vector<std::string>>{}));
        }},
+      {"broadcast",
+       [](nn::Module& m, const json& b, const ModuleRef&) {
+         auto group = b.contains("mesh") ? device_mesh(b["mesh"])->group(0) : distributed::default_process_group();
+         torch::NoGradGuard no_grad;
+         if (mutant("broadcast_skipped")) return;
+         for (auto& [fqn, p] : m.named_parameters()) group->broadcast(p, 0);  // a sharded one: its local shard
+         for (auto& [fqn, t] : m.named_buffers()) group->broadcast(t, 0);
+       }},
       {"set_force_sum_reduction_for_comms",
        [](nn::Module& m, const json& b, const ModuleRef&) {
          fully_shard::set_force_sum_reduction_for_comms(m, b.at("value").get<bool>());
@@ -285,7 +304,7 @@ bool run_method_step(const std::string& step, const json& body, const ModuleRef&
   auto module = module_ref(body.at("model"));
   // register_fsdp_forward_method and distribute_module are functions (the first a
   // no-op on other modules); the rest are FSDPModule methods.
-  const bool function = step == "register_fsdp_forward_method" || step == "distribute_module";
+  const bool function = step == "register_fsdp_forward_method" || step == "distribute_module" || step == "broadcast";
   if (!function && !fully_shard::fully_shard_state(*module)) {
     throw std::invalid_argument("'" + module->type_name() + "' object has no attribute '" + step + "'");
   }

@@ -81,6 +81,8 @@ MUTANTS = {
                                                "fully_shard.mesh.spmd_dims_required",
                                                "fully_shard.mesh.spmd_plain_parameters_rejected",
                                                "fully_shard.mesh.spmd_int_reshard_rejected"}),
+    "from_group_dims_reversed": ("fully_shard", {"fully_shard.mesh.hsdp_from_groups"}),
+    "broadcast_skipped": ("fully_shard", {"fully_shard.mesh.hsdp_broadcast_across_replicas"}),
     "spmd_params_left_replicated": ("fully_shard", {"fully_shard.mesh.spmd_layout_as_plain_mesh",
                                                     "fully_shard.mesh.spmd_hsdp_layout"}),
     "container_subclass_rejected": ("fully_shard", {"fully_shard.api.list_subclass_with_forward",
@@ -98,7 +100,8 @@ WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignor
                "mesh_unchecked": "4", "sub_mesh_is_world": "4", "forward_method_unwrapped": "2",
                "fsdp_reshards_in_recompute": "2", "fsdp_freeze_ignored": "2", "clip_local_norm": "2",
                "fsdp_no_dedupe": "2", "fsdp_ignores_whole_module": "2",
-               "all_reduce_hook_ignored": "4", "spmd_params_left_replicated": "1,4"}
+               "all_reduce_hook_ignored": "4", "spmd_params_left_replicated": "1,4",
+               "from_group_dims_reversed": "4", "broadcast_skipped": "4"}
 
 
 class CasesBeyondTwoRanks(unittest.TestCase):

@@ -47,7 +47,9 @@
 // not sharded again: the group keeps the old one), dp_mesh_dims_unchecked
 // (DataParallelMeshDims and fully_shard's SPMD-mesh checks skipped),
 // spmd_params_left_replicated (with dp_mesh_dims nothing is sharded: the
-// parameters stay replicated DTensors).
+// parameters stay replicated DTensors), from_group_dims_reversed
+// (DeviceMesh::from_group takes its groups in reverse dim order),
+// broadcast_skipped (the adapter's broadcast step does nothing).
 #include <cstdlib>
 #include <string>
 

@@ -18,8 +18,9 @@ std::vector<int64_t> row_major_strides(const std::vector<int64_t>& shape) {
   return stride;
 }
 
-// The ranks of each group along `dim`, groups ordered by the other coordinates.
-std::vector<std::vector<int>> groups_along(const std::vector<int64_t>& shape, std::size_t dim) {
+}  // namespace
+
+std::vector<std::vector<int>> DeviceMesh::groups_along(const std::vector<int64_t>& shape, std::size_t dim) {
   const int64_t world = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
   const std::vector<int64_t> stride = row_major_strides(shape);
   std::vector<std::vector<int>> groups;
@@ -36,8 +37,6 @@ std::vector<std::vector<int>> groups_along(const std::vector<int64_t>& shape, st
   }
   return groups;
 }
-
-}  // namespace
 
 DeviceMesh::DeviceMesh(std::vector<int64_t> shape, std::vector<std::string> names, std::string device_type,
                        std::vector<std::shared_ptr<ProcessGroup>> groups)
@@ -59,6 +58,27 @@ std::shared_ptr<DeviceMesh> DeviceMesh::init(const std::shared_ptr<ProcessGroup>
     // A 1-D mesh over the whole world is the world itself, as in PyTorch.
     groups.push_back(shape.size() == 1 ? world : world->new_group_of(groups_along(shape, d)));
   }
+  return std::shared_ptr<DeviceMesh>(new DeviceMesh(std::move(shape), std::move(names), std::move(device_type),
+                                                    std::move(groups)));
+}
+
+std::shared_ptr<DeviceMesh> DeviceMesh::from_group(std::vector<std::shared_ptr<ProcessGroup>> groups,
+                                                   std::vector<int64_t> shape, std::vector<std::string> names,
+                                                   std::string device_type) {
+  if (groups.size() != shape.size()) {
+    throw std::invalid_argument("DeviceMesh.from_group: " + std::to_string(groups.size()) + " groups for a mesh of " +
+                                std::to_string(shape.size()) + " dims");
+  }
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (groups[d]->size() != shape[d]) {
+      throw std::invalid_argument("DeviceMesh.from_group: the group of dim " + std::to_string(d) + " has " +
+                                  std::to_string(groups[d]->size()) + " ranks, the mesh " + std::to_string(shape[d]));
+    }
+  }
+  if (!names.empty() && names.size() != shape.size()) {
+    throw std::invalid_argument("DeviceMesh.from_group: mesh_dim_names must have one name per dim of the mesh");
+  }
+  if (mutant("from_group_dims_reversed")) std::reverse(groups.begin(), groups.end());
   return std::shared_ptr<DeviceMesh>(new DeviceMesh(std::move(shape), std::move(names), std::move(device_type),
                                                     std::move(groups)));
 }

@@ -111,13 +111,31 @@ def convert_kwargs(kwargs: dict[str, Any], module_of: Callable[[str], nn.Module]
 
 
 def device_mesh(device_type: str, spec: dict[str, Any]) -> Any:
-    """`mesh: {shape, names}` of spec/fully_shard.md as init_device_mesh builds it."""
+    """`mesh: {shape, names, from_groups}` of spec/fully_shard.md as init_device_mesh
+    builds it, or DeviceMesh.from_group."""
     try:
         from torch.distributed.device_mesh import init_device_mesh
     except ImportError:  # before 2.2
         from torch.distributed._tensor.device_mesh import init_device_mesh  # type: ignore[no-redef]
     names = spec.get("names")
-    return init_device_mesh(device_type, tuple(spec["shape"]), mesh_dim_names=tuple(names) if names else None)
+    shape = tuple(spec["shape"])
+    if spec.get("from_groups"):
+        return mesh_from_groups(device_type, shape, tuple(names) if names else None)
+    return init_device_mesh(device_type, shape, mesh_dim_names=tuple(names) if names else None)
+
+
+def mesh_from_groups(device_type: str, shape: tuple, names: Optional[tuple]) -> Any:
+    """DeviceMesh.from_group on groups made first: along each dim, the ranks that share
+    every other coordinate of the row-major mesh (new_subgroups_by_enumeration)."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import DeviceMesh
+    layout = torch.arange(dist.get_world_size()).view(shape)
+    groups = []
+    for dim in range(len(shape)):
+        ranks = layout.movedim(dim, -1).reshape(-1, shape[dim]).tolist()
+        group, _ = dist.new_subgroups_by_enumeration(ranks)
+        groups.append(group)
+    return DeviceMesh.from_group(groups, device_type, mesh=layout, mesh_dim_names=names)
 
 
 def shard_placement_fn(spec: dict[str, Any]) -> Callable[[nn.Parameter], Any]:

@@ -502,16 +502,28 @@ class CaseRun:
         return group
 
     def mesh(self, spec: dict[str, Any]) -> Any:
-        """init_device_mesh(shape, mesh_dim_names=names), or its sub-mesh `dim`. A mesh of
-        each shape, names and instance is made once per session and kept, as a program
-        makes it once: DTensor caches what it derives from an equal mesh, so a mesh whose
-        groups were destroyed would poison later cases."""
+        """init_device_mesh(shape, mesh_dim_names=names) (or DeviceMesh.from_group), or its
+        sub-mesh `dim`. A mesh of each shape, names, instance and way of making is made
+        once per session and kept, as a program makes it once: DTensor caches what it
+        derives from an equal mesh, so a mesh whose groups were destroyed would poison
+        later cases."""
         shape = tuple(self.world_size if size == "world_size" else size for size in spec["shape"])
-        key = (self.placement.type, shape, tuple(spec.get("names") or ()), spec.get("instance"))
+        key = (self.placement.type, shape, tuple(spec.get("names") or ()), spec.get("instance"),
+               bool(spec.get("from_groups")))
         if key not in SESSION_MESHES:
             SESSION_MESHES[key] = cp.device_mesh(self.placement.type, {**spec, "shape": shape})
         mesh = SESSION_MESHES[key]
         return mesh[spec["dim"]] if "dim" in spec else mesh
+
+    def step_broadcast(self, body: dict[str, Any], path: str) -> None:
+        import itertools
+        import torch.distributed as dist
+        group = self.mesh(body["mesh"]).get_group() if "mesh" in body else dist.group.WORLD
+        src = dist.get_process_group_ranks(group)[0]
+        module = self.module(body["model"])
+        for tensor in itertools.chain(module.parameters(), module.buffers()):
+            local = tensor.to_local() if cp.is_dtensor(tensor) else tensor
+            dist.broadcast(local.detach(), src=src, group=group)
 
     def step_distribute_module(self, body: dict[str, Any], path: str) -> None:
         cp.distribute_module(self.module(body["model"]), self.mesh(body["mesh"]), body.get("placements") or {})

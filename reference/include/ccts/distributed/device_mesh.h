@@ -21,6 +21,17 @@ class DeviceMesh {
   static std::shared_ptr<DeviceMesh> init(const std::shared_ptr<ProcessGroup>& world, std::vector<int64_t> shape,
                                           std::vector<std::string> names = {}, std::string device_type = "cpu");
 
+  // DeviceMesh.from_group(groups, device_type, mesh=arange(world).view(shape),
+  // mesh_dim_names=names): a mesh on groups made elsewhere, `groups[d]` being
+  // this rank's group along dim d. std::invalid_argument when they do not fit
+  // the shape.
+  static std::shared_ptr<DeviceMesh> from_group(std::vector<std::shared_ptr<ProcessGroup>> groups,
+                                                std::vector<int64_t> shape, std::vector<std::string> names = {},
+                                                std::string device_type = "cpu");
+  // The ranks of each group along `dim` of a row-major mesh of `shape` (the
+  // partition new_group_of takes), groups ordered by the other coordinates.
+  static std::vector<std::vector<int>> groups_along(const std::vector<int64_t>& shape, std::size_t dim);
+
   int ndim() const { return static_cast<int>(shape_.size()); }
   const std::vector<int64_t>& shape() const { return shape_; }
   const std::vector<std::string>& names() const { return names_; }
