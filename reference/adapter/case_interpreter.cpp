@@ -121,6 +121,7 @@ class CaseRun {
         {"sgd_step", &CaseRun::step_sgd_step},
         {"clip_grad_norm", &CaseRun::step_clip_grad_norm},
         {"mse_loss", &CaseRun::step_mse_loss},
+        {"state_dict", &CaseRun::step_state_dict},
         {"load_state_dict", &CaseRun::step_load_state_dict},
         {"set_requires_grad", &CaseRun::step_set_requires_grad},
         {"raises", &CaseRun::step_raises},
@@ -227,6 +228,12 @@ class CaseRun {
     values_[body.at("as").get<std::string>()] = torch::mse_loss(input.to(dtype), target.to(input.device(), dtype));
   }
 
+  // sd = model.state_dict(): a dict value of the module's own tensors (detached, not copied).
+  void step_state_dict(const json& body, const std::string&) {
+    nn::Value::DictItems items;
+    for (auto& [key, tensor] : model(body.at("model")).state_dict()) items.emplace_back(key, tensor);
+    values_[body.at("as").get<std::string>()] = nn::Value::dict(std::move(items));
+  }
   void step_load_state_dict(const json& body, const std::string&) {
     model(body.at("model")).load_state_dict(model(body.at("from")).state_dict());
   }

@@ -49,7 +49,10 @@
 // spmd_params_left_replicated (with dp_mesh_dims nothing is sharded: the
 // parameters stay replicated DTensors), from_group_dims_reversed
 // (DeviceMesh::from_group takes its groups in reverse dim order),
-// broadcast_skipped (the adapter's broadcast step does nothing).
+// broadcast_skipped (the adapter's broadcast step does nothing),
+// fsdp_size1_grad_dropped (a one-rank group's shortcut skips the reduction:
+// the sharded parameters get no gradient), state_dict_copies
+// (Module::state_dict returns copies of the tensors, not the tensors).
 #include <cstdlib>
 #include <string>
 

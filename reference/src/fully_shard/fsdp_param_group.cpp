@@ -343,8 +343,8 @@ void FSDPParamGroup::post_backward() {
     if (p->unsharded().grad().defined()) with_grad.push_back(p.get());
   }
   if (reshard_now) reshard();
-  if (with_grad.empty()) return;
   const int world = group_->size();
+  if (with_grad.empty() || (world == 1 && mutant("fsdp_size1_grad_dropped"))) return;
   int64_t per_rank = 0;
   for (FSDPParam* p : with_grad) per_rank += p->padded().numel();
   // Rank r's block holds row-chunk r of every gradient, padded like the shards.

@@ -7,6 +7,7 @@
 
 #include "backward_hook.h"
 #include "ccts/errors.h"
+#include "ccts/mutants.h"
 #include "ccts/python_repr.h"
 
 namespace ccts::nn {
@@ -349,6 +350,9 @@ StateDict Module::state_dict(const std::string& prefix, bool keep_vars) {
   run_state_dict_pre_hooks(false);
   StateDict out;
   collect_state_dict(prefix.empty() ? prefix : prefix + ".", keep_vars, out);
+  if (mutant("state_dict_copies")) {  // the values, not the module's tensors
+    for (auto& entry : out) entry.second = entry.second.clone();
+  }
   return out;
 }
 

@@ -238,6 +238,9 @@ class CaseRun:
     def step_load_state_dict(self, body: dict[str, Any], path: str) -> None:
         self.module(body["model"]).load_state_dict(self.module(body["from"]).state_dict())
 
+    def step_state_dict(self, body: dict[str, Any], path: str) -> None:
+        self.values[body["as"]] = self.module(body["model"]).state_dict()
+
     def step_set_requires_grad(self, body: dict[str, Any], path: str) -> None:
         if "model" in body:
             self.module(body["model"]).requires_grad_(body["value"])
