@@ -312,6 +312,10 @@ bool run_method_step(const std::string& step, const json& body, const ModuleRef&
   return true;
 }
 
+torch::Tensor distribute_value(const torch::Tensor& value, const json& mesh_spec) {
+  return fully_shard::from_local_replicated(value, device_mesh(mesh_spec));
+}
+
 void unshard(nn::Module& module) { fully_shard::unshard(module); }
 
 void register_comm_hook(nn::Module& module, const std::string& hook) {

@@ -41,6 +41,8 @@ void unshard(nn::Module& module);
 void register_comm_hook(nn::Module& module, const std::string& hook);
 void reshard(nn::Module& module);
 void reset_iter_state(nn::Module& module);
+// distribute_value: the tensor as a DTensor replicated on `mesh_spec`'s mesh.
+torch::Tensor distribute_value(const torch::Tensor& value, const json& mesh_spec);
 
 // The observation of kind `kind` (one of spec/replicate.md's and
 // spec/fully_shard.md's, or parameter_shapes, which reports a sharded

@@ -122,6 +122,7 @@ class CaseRun {
         {"clip_grad_norm", &CaseRun::step_clip_grad_norm},
         {"mse_loss", &CaseRun::step_mse_loss},
         {"state_dict", &CaseRun::step_state_dict},
+        {"distribute_value", &CaseRun::step_distribute_value},
         {"load_state_dict", &CaseRun::step_load_state_dict},
         {"set_requires_grad", &CaseRun::step_set_requires_grad},
         {"raises", &CaseRun::step_raises},
@@ -443,6 +444,9 @@ class CaseRun {
     }
   }
 
+  void step_distribute_value(const json& body, const std::string&) {
+    values_[body.at("as").get<std::string>()] = distribute_value(value(body.at("from")).tensor(), body.at("mesh"));
+  }
   void step_batch(const json& body, const std::string&) {
     std::vector<int64_t> shape;
     for (const auto& d : body.at("shape")) {

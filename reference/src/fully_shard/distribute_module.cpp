@@ -81,6 +81,14 @@ torch::Tensor distribute_tensor(const torch::Tensor& full, const std::shared_ptr
 
 }  // namespace
 
+torch::Tensor from_local_replicated(const torch::Tensor& local, const std::shared_ptr<distributed::DeviceMesh>& mesh) {
+  torch::Tensor view = local.view_as(local);
+  c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> weak(view.getIntrusivePtr());
+  detail::mark_sharded(view, ShardedLayout{view.sizes().vec(), std::vector<std::string>(static_cast<std::size_t>(mesh->ndim()), "Replicate()"), mesh},
+                       [weak] { return torch::Tensor(weak.lock()).detach(); }, [](const torch::Tensor& value) { return value; });
+  return view;
+}
+
 void distribute_module(nn::Module& module, const std::shared_ptr<distributed::DeviceMesh>& mesh,
                        const std::map<std::string, std::vector<std::string>>& placements) {
   const std::vector<std::string> replicated(static_cast<std::size_t>(mesh->ndim()), "Replicate()");

@@ -518,6 +518,12 @@ class CaseRun:
         mesh = SESSION_MESHES[key]
         return mesh[spec["dim"]] if "dim" in spec else mesh
 
+    def step_distribute_value(self, body: dict[str, Any], path: str) -> None:
+        from torch.distributed.tensor import DTensor, Replicate
+        mesh = self.mesh(body["mesh"])
+        self.values[body["as"]] = DTensor.from_local(self.values[body["from"]], mesh, [Replicate()] * mesh.ndim,
+                                                     run_check=False)
+
     def step_broadcast(self, body: dict[str, Any], path: str) -> None:
         import itertools
         import torch.distributed as dist

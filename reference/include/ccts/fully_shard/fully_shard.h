@@ -76,6 +76,11 @@ struct DataParallelMeshDims {
 void distribute_module(nn::Module& module, const std::shared_ptr<distributed::DeviceMesh>& mesh,
                        const std::map<std::string, std::vector<std::string>>& placements = {});
 
+// DTensor.from_local(local, mesh, [Replicate()] * mesh.ndim, run_check=False):
+// a view of `local` (gradients flow back to it) registered as replicated on
+// the mesh.
+torch::Tensor from_local_replicated(const torch::Tensor& local, const std::shared_ptr<distributed::DeviceMesh>& mesh);
+
 struct FullyShardOptions {
   // A Bool, or an Int that divides the world size; unset: true, except
   // false for the root (decided at its first forward).
