@@ -193,7 +193,7 @@ class Validator:
                                f"members 0, 1, ... in order (expected '{i}')")
 
 
-BUILTIN_CLASSES = ("Linear", "ReLU", "Sequential", "ModuleList", "ModuleDict")
+BUILTIN_CLASSES = ("Linear", "ReLU", "LayerNorm", "BatchNorm1d", "Sequential", "ModuleList", "ModuleDict")
 
 
 def class_names(spec: Any, field: str) -> Iterator[tuple[str, str]]:

@@ -97,7 +97,8 @@ MUTANTS = {
     "mp_inputs_not_cast": ("fully_shard", {"fully_shard.mp.param_dtype_forward", "fully_shard.mp.output_dtype",
                                            "fully_shard.checkpoint.recompute_casts_inputs",
                                            "fully_shard.checkpoint.recompute_casts_outputs",
-                                           "fully_shard.mp.list_call_casts_every_module"}),
+                                           "fully_shard.mp.list_call_casts_every_module",
+                                           "fully_shard.mp.norm_modules_bf16", "fully_shard.mp.norm_modules_fp16"}),
 }
 # Mutants whose effect needs more than one rank.
 WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignored": "4", "replicate_no_broadcast": "2", "replicate_syncs_ignored": "2",

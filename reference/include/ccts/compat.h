@@ -16,6 +16,12 @@
 //    Without kGlooBFloat16Reduce, ProcessGroup::reduce_scatter sums bfloat16
 //    in float32 and rounds the result back (within bfloat16's rounding of
 //    Gloo's own sum). The releases between were not measured.
+//  * LibTorch 1.13's CPU kernels have no float16 addmm, layer_norm or
+//    batch_norm ("not implemented for 'Half'"), and its batch_norm takes no
+//    bfloat16 input with float32 running statistics; 2.13's do both. Without
+//    kCpuReducedPrecisionNorms, the reference's Linear, LayerNorm and
+//    BatchNorm1d compute such inputs in float32 and round the result back
+//    (within the dtype's rounding of the native kernels).
 //  * Autograd nodes: 1.13 holds them in std::shared_ptr; 2.x (since 2.10) in
 //    c10::intrusive_ptr. compat::NodePtr is whatever Tensor::grad_fn() returns.
 //  * NCCL exists only in builds of LibTorch with CUDA, which define
@@ -52,6 +58,8 @@ inline constexpr bool kGlooReduceScatter =
     TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8);
 
 inline constexpr bool kGlooBFloat16Reduce = TORCH_VERSION_MAJOR >= 2;
+
+inline constexpr bool kCpuReducedPrecisionNorms = TORCH_VERSION_MAJOR >= 2;
 
 #ifdef USE_C10D_NCCL
 inline constexpr bool kNccl = true;

@@ -179,6 +179,10 @@ class Builder:
             return linear.to(self.context.device)
         if cls == "ReLU":
             return nn.ReLU(inplace=isinstance(spec, dict) and spec.get("inplace", False))
+        if cls == "LayerNorm":
+            return nn.LayerNorm(spec["features"]).to(self.context.device)
+        if cls == "BatchNorm1d":
+            return nn.BatchNorm1d(spec["features"]).to(self.context.device)
         if cls in ("Sequential", "ModuleList"):
             children = [self.build(item, join(fqn, str(i))) for i, item in enumerate(items)]
             return nn.Sequential(*children) if cls == "Sequential" else nn.ModuleList(children)

@@ -36,6 +36,32 @@ class ReLU : public Cloneable<ReLU> {
   bool inplace_;
 };
 
+// torch.nn.LayerNorm(features): over the last dim, eps 1e-5, weight ones and
+// bias zeros.
+class LayerNorm : public Cloneable<LayerNorm> {
+ public:
+  explicit LayerNorm(int64_t features);
+  Value forward(const Args& args, const Kwargs& kwargs) override;
+  std::string extra_repr() const override;
+
+ private:
+  int64_t features_;
+};
+
+// torch.nn.BatchNorm1d(features): weight ones, bias zeros, buffers
+// running_mean (zeros), running_var (ones) and num_batches_tracked (int64);
+// in training mode it normalises with the batch's statistics and updates the
+// running ones (momentum 0.1), in eval mode it uses the running ones.
+class BatchNorm1d : public Cloneable<BatchNorm1d> {
+ public:
+  explicit BatchNorm1d(int64_t features);
+  Value forward(const Args& args, const Kwargs& kwargs) override;
+  std::string extra_repr() const override;
+
+ private:
+  int64_t features_;
+};
+
 // torch.nn.Sequential: children "0", "1", ...; forward chains them.
 class Sequential : public Cloneable<Sequential> {
  public:
