@@ -390,8 +390,10 @@ def now() -> str:
 
 
 def run(suite: Suite, options: RunOptions) -> int:
-    cases = select(suite.load_cases(), options)
-    problems = case_problems(suite, cases)
+    everything, broken = suite.load_cases_or_stand_ins()
+    cases = select(everything, options)
+    problems = case_problems(suite, [c for c in cases if c.file not in broken])
+    problems.update({c.file: [broken[c.file]] for c in cases if c.file in broken})
     xfail_entries = load_xfail(options.xfail) if options.xfail else []
     runner = Runner(suite, options)
     plan = runner.plan(cases, problems)
@@ -400,6 +402,10 @@ def run(suite: Suite, options: RunOptions) -> int:
     if not plan:
         print("error: nothing to run: no case matches the selection (-k, --area) at these world sizes",
               file=sys.stderr)
+        return 2
+    unwritable = out_problem(options.out)
+    if unwritable:  # found before the first case, not after the last
+        print(f"error: --out {options.out}: {unwritable}", file=sys.stderr)
         return 2
     progress = Progress(len(plan), options.quiet)
     partial = interrupted = False
@@ -455,6 +461,19 @@ def run(suite: Suite, options: RunOptions) -> int:
     bad = any(r.outcome in outcomes.FAILING for r in runner.results) or (
         options.strict and any(r.outcome == "xpass" for r in runner.results))
     return 130 if partial and not options.exitfirst else (1 if bad else 0)
+
+
+def out_problem(out: Path) -> str | None:
+    """Why the report cannot be written to `out`, or None: it is made (if missing) and
+    written to once, as the report will be."""
+    import tempfile
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".ccts-write-check-"):
+            pass
+    except OSError as e:
+        return f"cannot write the report there: {e.strerror or e}"
+    return None
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:

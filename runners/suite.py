@@ -106,6 +106,19 @@ class Suite:
     def load_cases(self) -> list[Case]:
         return [load_case(path) for path in self.case_files()]
 
+    def load_cases_or_stand_ins(self) -> tuple[list[Case], dict[Path, str]]:
+        """Every case file as its case; a file that is not one (unreadable, not YAML,
+        empty, not a mapping) as a stand-in named for the file (id <area>.<stem>, as
+        case ids are), with why, so that a run reports it and goes on."""
+        cases, broken = [], {}
+        for path in self.case_files():
+            try:
+                cases.append(load_case(path))
+            except SuiteError as e:
+                broken[path] = str(e)
+                cases.append(Case(data={"id": f"{path.parent.name}.{path.stem}"}, file=path, area=path.parent.name))
+        return cases, broken
+
     def fixtures(self) -> dict[str, dict[str, Any]]:
         """Every fixture by name, resolved: {name, root, input, source, classes, file}."""
         if self._fixtures is None:

@@ -77,6 +77,35 @@ class Verbs(unittest.TestCase):
                 self.assertIn(field, message)
                 self.assertIn(f"case {key.split('@')[0]}", message)
 
+    def test_unreadable_case_files_are_errors_and_the_rest_run(self) -> None:
+        suite = TempSuite([case("v.good", [{"equal": {"actual": "x", "value": 1}}])], {"v.good": OK})
+        folder = suite.dir / "conformance" / "v"
+        (folder / "broken.yaml").write_text("id: [unclosed\n")
+        (folder / "empty.yaml").write_text("")
+        (folder / "listed.yaml").write_text("- a list, not a case\n")
+        code, output, report = suite.run()
+        self.assertEqual(code, 1, output)
+        self.assertNotIn("Traceback", output)
+        got = {r["case"]: (r["outcome"], r["message"]) for r in report["results"]}
+        self.assertEqual(got["v.good"][0], "pass")
+        for stand_in, why in (("v.broken", "not valid YAML"), ("v.empty", "holds one mapping"),
+                              ("v.listed", "holds one mapping")):
+            with self.subTest(stand_in):
+                outcome, message = got[stand_in]
+                self.assertEqual(outcome, "error")
+                self.assertIn(why, message)
+                self.assertIn(f"{stand_in.split('.')[1]}.yaml", message)
+        code, output, report = suite.run("-k", "v.good")  # a selection elsewhere runs as if they were fine
+        self.assertEqual((code, [r["case"] for r in report["results"]]), (0, ["v.good"]), output)
+
+    def test_an_unwritable_out_is_found_before_any_case_runs(self) -> None:
+        blocker = self.suite.dir / "a_file"
+        blocker.write_text("")
+        code, output = runner("run", "--out", str(blocker / "out"), "--adapter", " ".join(FAKE), *self.suite.args())
+        self.assertEqual(code, 2, output)
+        self.assertIn(f"error: --out {blocker / 'out'}: cannot write the report there", output)
+        self.assertNotIn("PASS", output)
+
     def test_bad_timeouts_and_a_missing_xfail_file_are_usage_errors(self) -> None:
         for args, message in ((["--timeout", "0"], "expected a positive number of seconds, got '0'"),
                               (["--timeout", "-5"], "got '-5'"), (["--timeout", "nan"], "got 'nan'"),
