@@ -21,7 +21,7 @@ from ccts_common import outcomes
 from .expectations import judge_replies
 from .releases import ReleaseSpec, parse_releases
 from .results import CaseResult, RankResult
-from .session import HelloRefused, RankFault, RankGroup
+from .session import HelloRefused, RankFault, RankGroup, StaleOutput
 from .suite import ACCEPTED_PROTOCOLS, PROTOCOL_VERSION, ROOT, Case, Suite, SuiteError, resolved_fixtures, suite_version
 from .validate import case_problems
 from .vocabulary import phase_of_error
@@ -181,6 +181,7 @@ class Runner:
         self.implementation: dict[str, Any] | None = None
         self.protocol = PROTOCOL_VERSION  # lowered once if the adapter speaks only an older one
         self.results: list[CaseResult] = []
+        self.last_sent: dict[int, CaseResult] = {}  # per world size: the case its group answered last
 
     # -- rank groups --------------------------------------------------------
     def group(self, ws: int) -> RankGroup:
@@ -227,6 +228,7 @@ class Runner:
         raise _StartFailure("; ".join(refusals), tails)
 
     def drop(self, ws: int) -> None:
+        self.last_sent.pop(ws, None)
         group = self.groups.pop(ws, None)
         if group:
             group.kill()
@@ -234,6 +236,10 @@ class Runner:
     def close(self) -> None:
         for ws in list(self.groups):
             group = self.groups.pop(ws)
+            try:
+                group.check_quiet()  # the last case's extra reply, if it came already
+            except StaleOutput as stale:
+                self.blame(ws, stale)
             group.close()
 
     def kill(self) -> None:
@@ -291,7 +297,18 @@ class Runner:
             result.settle("unsupported", f"the adapter does not declare {missing}")
             return
         try:
-            replies = group.run_case(case.data, fixtures, self.options.timeout)
+            try:
+                replies = group.run_case(case.data, fixtures, self.options.timeout)
+            except StaleOutput as stale:
+                # A late extra reply to the case before: that case errs, and this one
+                # runs on a fresh group, so that no innocent case pays for it.
+                self.blame(ws, stale)
+                self.drop(ws)
+                group = self.group(ws)
+                replies = group.run_case(case.data, fixtures, self.options.timeout)
+        except _StartFailure as e:
+            result.settle("error", f"the adapter's rank group did not restart: {e.reason}")
+            return
         except RankFault as fault:
             tails = {r.rank: r.stderr_text() for r in group.ranks}
             self.drop(ws)
@@ -301,6 +318,14 @@ class Runner:
             return
         derive_phases(case.data.get("steps"), replies)
         result.take(judge_replies(case.data, replies, golden_dir=case.file.parent, label=case.relative_file()))
+        self.last_sent[ws] = result
+
+    def blame(self, ws: int, fault: RankFault) -> None:
+        """The case the group answered last becomes `error`: its adapter broke the protocol."""
+        earlier = self.last_sent.pop(ws, None)
+        if earlier is not None:
+            earlier.outcome, earlier.message, earlier.failures = "error", str(fault), []
+            print(f"--- ERROR {earlier.case} at world size {ws}, found after it was reported: {fault}", flush=True)
 
     # -- the whole run ----------------------------------------------------
     def plan(self, cases: list[Case], problems: dict[Path, list[str]]) -> list[tuple[Case, int]]:

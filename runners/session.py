@@ -39,6 +39,15 @@ class RankFault(Exception):
         self.rank = rank
 
 
+class StaleOutput(RankFault):
+    """A rank wrote after its reply to a case: found before the next case was sent,
+    or as a reply naming the case before while the next one ran. That case, not the
+    next, is at fault."""
+
+    def __init__(self, rank: int, message: str) -> None:
+        super().__init__("error", rank, message)
+
+
 class HelloRefused(RankFault):
     """A rank answered hello with an error message: it may speak an older protocol."""
 
@@ -78,6 +87,8 @@ class RankGroup:
         self.extra_env = env or {}
         self.ranks: list[Rank] = []
         self.hello: dict[str, Any] | None = None
+        self.case_id: str | None = None  # the case a result must name
+        self.previous_case_id: str | None = None
 
     # -- life cycle -------------------------------------------------------
     def start(self, timeout: float) -> dict[str, Any]:
@@ -148,9 +159,23 @@ class RankGroup:
     def run_case(self, case: dict[str, Any], fixtures: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
         if self.protocol >= 2:  # the adapter executes; it never sees what is expected
             case = {k: v for k, v in case.items() if k not in JUDGE_FIELDS}
+        self.check_quiet()
         messages = [{"type": "run", "case": case, "fixtures": fixtures, "world_size": self.world_size,
                      "rank": r.rank, "backend": self.backend, "device": self.device} for r in self.ranks]
+        self.previous_case_id, self.case_id = self.case_id, case.get("id")
         return self.exchange(messages, timeout, expect="result")
+
+    def check_quiet(self) -> None:
+        """StaleOutput if a rank wrote anything since its last reply."""
+        with selectors.DefaultSelector() as selector:
+            for r in self.ranks:
+                selector.register(r.process.stdout, selectors.EVENT_READ, r)
+            for key, _ in selector.select(0):
+                r = key.data
+                chunk = os.read(r.process.stdout.fileno(), 1 << 20)
+                if chunk.strip():
+                    raise StaleOutput(r.rank, f"rank {r.rank} wrote after its reply to case {self.case_id}: "
+                                              f"{chunk[:200]!r} (one reply per message, spec/ADAPTERS.md)")
 
     def exchange(self, message: Any, timeout: float, expect: str) -> list[dict[str, Any]]:
         """Sends a message to every rank (one per rank if a list) and reads one reply from each."""
@@ -185,6 +210,9 @@ class RankGroup:
                         line, r.buffer = r.buffer.split(b"\n", 1)
                         if line.strip():
                             replies[r.rank] = self._parse(r, line, expect)
+                    if r.rank in replies and r.buffer.strip():
+                        raise RankFault("error", r.rank, f"rank {r.rank} sent more than one reply to one '{expect}' "
+                                                         f"message: {r.buffer[:200]!r}")
         return [replies[r.rank] for r in self.ranks]
 
     def _parse(self, r: Rank, line: bytes, expect: str) -> dict[str, Any]:
@@ -208,6 +236,12 @@ class RankGroup:
         if problems:
             raise RankFault("error", r.rank, f"rank {r.rank} sent an ill-formed '{expect}' "
                                              f"({MESSAGES_SCHEMA}): " + "; ".join(problems))
+        if expect == "result" and reply["case"] == self.previous_case_id != self.case_id:
+            raise StaleOutput(r.rank, f"rank {r.rank} sent a second reply to case {reply['case']!r} while case "
+                                      f"{self.case_id!r} ran (one reply per message, spec/ADAPTERS.md)")
+        if expect == "result" and (reply["case"], reply["rank"]) != (self.case_id, r.rank):
+            raise RankFault("error", r.rank, f"rank {r.rank} answered case {reply['case']!r} as rank {reply['rank']}; "
+                                             f"it was sent case {self.case_id!r} as rank {r.rank}")
         if expect == "hello" and (reply["rank"], reply["world_size"]) != (r.rank, self.world_size):
             raise RankFault("error", r.rank, f"rank {r.rank} answered hello as rank {reply['rank']} of "
                                              f"{reply['world_size']}; it was started as rank {r.rank} of "

@@ -1,6 +1,9 @@
 """A scripted adapter for the runner's self-tests. It answers from
 FAKE_ANSWERS (JSON: {case id: {"observations": ..., "error": ...}}) and
-misbehaves on purpose when a case id contains crash, hang or garbage.
+misbehaves on purpose when a case id contains crash, hang, garbage,
+wrong_case or wrong_rank (a reply naming another), twice (two replies) or
+late_dup (a second reply written when the next case arrives), on rank
+FAKE_BAD_RANK (default 0) where it says so.
 FAKE_CAPABILITIES lists its capabilities (comma separated); FAKE_PROTOCOLS the
 protocol versions it speaks (default 2; offered another, it refuses hello with
 an error message and exits, as spec/ADAPTERS.md says); FAKE_PROTOCOL
@@ -27,6 +30,7 @@ def main() -> int:
         print("DistNetworkError: The server socket has failed to listen on any local network address. "
               "port: 1, code: -98, name: EADDRINUSE, message: address already in use", file=sys.stderr, flush=True)
         return 1
+    late_duplicate = None
     for line in sys.stdin:
         if received:  # what the runner sent, one file per rank
             with open(f"{received}.{rank}", "a", encoding="utf-8") as log:
@@ -58,6 +62,18 @@ def main() -> int:
             reply = {"type": "result", "case": case_id, "rank": rank,
                      "observations": per_rank.get("observations", {}), "error": per_rank.get("error"),
                      "duration_s": 0.0}
+            if late_duplicate is not None:  # the case before's second reply, written late
+                print(json.dumps(late_duplicate), flush=True)
+                late_duplicate = None
+            bad = rank == int(os.environ.get("FAKE_BAD_RANK", "0"))
+            if "wrong_case" in case_id and bad:
+                reply["case"] = "t.some_other_case"
+            if "wrong_rank" in case_id and bad:
+                reply["rank"] = rank + 1
+            if "twice" in case_id and bad:
+                print(json.dumps(reply), flush=True)
+            if "late_dup" in case_id and bad:
+                late_duplicate = dict(reply)
         else:
             print(json.dumps({"type": "bye"}), flush=True)
             return 0

@@ -26,6 +26,22 @@ class Faults(unittest.TestCase):
         self.assertIn("running t.a_crash", crash["ranks"][0]["stderr_tail"])
         self.assertIn("rerun: ./ccts run -k t.a_crash --world-sizes 2", output)
 
+    def test_wrong_duplicate_and_late_replies_fail_their_own_case_and_the_next_runs(self) -> None:
+        names = ("a_wrong_case", "b_fine", "c_wrong_rank", "d_fine", "e_twice", "f_fine", "g_late_dup", "h_fine")
+        cases = [case(f"t.{name}", [{"equal": {"actual": "x", "value": 1}}], world_sizes=[2]) for name in names]
+        suite = TempSuite(cases, {f"t.{name}": OK for name in names})
+        code, output, report = suite.run("--world-sizes", "2", env={"FAKE_BAD_RANK": "1"})
+        got = outcomes(report)
+        self.assertEqual(got, {f"t.{n}@2": "pass" if n.endswith("fine") else "error" for n in names}, output)
+        self.assertEqual(code, 1)
+        messages = {r["case"]: r["message"] for r in report["results"]}
+        self.assertIn("rank 1 answered case 't.some_other_case' as rank 1; it was sent case 't.a_wrong_case'",
+                      messages["t.a_wrong_case"])
+        self.assertIn("as rank 2; it was sent case 't.c_wrong_rank' as rank 1", messages["t.c_wrong_rank"])
+        self.assertIn("rank 1", messages["t.e_twice"])
+        self.assertIn("rank 1 sent a second reply to case 't.g_late_dup' while case 't.h_fine' ran",
+                      messages["t.g_late_dup"])
+
     def test_unsupported_when_a_capability_is_missing(self) -> None:
         suite = TempSuite([case("t.needs", [{"equal": {"actual": "x", "value": 1}}], needs=["replicate"])], {"t.needs": OK})
         code, output, report = suite.run("--world-sizes", "1")
