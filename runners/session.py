@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import selectors
 import shlex
 import signal
@@ -178,16 +179,13 @@ class RankGroup:
                                               f"{chunk[:200]!r} (one reply per message, spec/ADAPTERS.md)")
 
     def exchange(self, message: Any, timeout: float, expect: str) -> list[dict[str, Any]]:
-        """Sends a message to every rank (one per rank if a list) and reads one reply from each."""
+        """Sends a message to every rank (one per rank if a list) and reads one reply from
+        each, all within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
         for r in self.ranks:
             payload = message[r.rank] if isinstance(message, list) else message
-            try:
-                r.process.stdin.write((json.dumps(payload) + "\n").encode())
-                r.process.stdin.flush()
-            except OSError:
-                raise self._fault_for_exit(r) from None
+            self._send(r, (json.dumps(payload) + "\n").encode(), deadline, timeout)
         replies: dict[int, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             for r in self.ranks:
                 selector.register(r.process.stdout, selectors.EVENT_READ, r)
@@ -214,6 +212,26 @@ class RankGroup:
                         raise RankFault("error", r.rank, f"rank {r.rank} sent more than one reply to one '{expect}' "
                                                          f"message: {r.buffer[:200]!r}")
         return [replies[r.rank] for r in self.ranks]
+
+    def _send(self, r: Rank, data: bytes, deadline: float, timeout: float) -> None:
+        """Writes to a rank's stdin without blocking past the deadline: a rank that
+        stopped reading (its pipe full) is a timeout, not a runner stuck for ever."""
+        fd = r.process.stdin.fileno()
+        os.set_blocking(fd, False)
+        view = memoryview(data)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RankFault("timeout", r.rank, f"rank {r.rank} did not read its input within {timeout:g} s")
+            _, writable, _ = select.select([], [fd], [], min(left, 0.5))
+            if not writable:
+                continue
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise self._fault_for_exit(r) from None
 
     def _parse(self, r: Rank, line: bytes, expect: str) -> dict[str, Any]:
         try:

@@ -3,7 +3,8 @@ FAKE_ANSWERS (JSON: {case id: {"observations": ..., "error": ...}}) and
 misbehaves on purpose when a case id contains crash, hang, garbage,
 wrong_case or wrong_rank (a reply naming another), twice (two replies) or
 late_dup (a second reply written when the next case arrives), on rank
-FAKE_BAD_RANK (default 0) where it says so.
+FAKE_BAD_RANK (default 0) where it says so; FAKE_DEAF=1 makes it stop
+reading its stdin after hello.
 FAKE_CAPABILITIES lists its capabilities (comma separated); FAKE_PROTOCOLS the
 protocol versions it speaks (default 2; offered another, it refuses hello with
 an error message and exits, as spec/ADAPTERS.md says); FAKE_PROTOCOL
@@ -78,6 +79,8 @@ def main() -> int:
             print(json.dumps({"type": "bye"}), flush=True)
             return 0
         print(json.dumps(reply), flush=True)
+        if os.environ.get("FAKE_DEAF") and message["type"] == "hello":  # stops reading: its stdin fills up
+            time.sleep(3600)
     return 0
 
 

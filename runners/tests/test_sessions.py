@@ -42,6 +42,18 @@ class Faults(unittest.TestCase):
         self.assertIn("rank 1 sent a second reply to case 't.g_late_dup' while case 't.h_fine' ran",
                       messages["t.g_late_dup"])
 
+    def test_a_rank_that_stops_reading_is_a_timeout_not_a_stuck_runner(self) -> None:
+        # Cases bigger than a pipe's buffer, to a rank that reads nothing after hello:
+        # a blocking write would never return.
+        cases = [case(f"t.{name}", [{"equal": {"actual": "x", "value": 1}}], title="x" * 300_000)
+                 for name in ("a_first", "b_second")]
+        suite = TempSuite(cases, {"t.a_first": OK, "t.b_second": OK})
+        started = time.monotonic()
+        code, output, report = suite.run("--world-sizes", "1", "--timeout", "2", env={"FAKE_DEAF": "1"}, timeout=60)
+        self.assertLess(time.monotonic() - started, 30, output)
+        self.assertEqual(outcomes(report), {"t.a_first@1": "timeout", "t.b_second@1": "timeout"}, output)
+        self.assertIn("rank 0 did not read its input within 2 s", report["results"][0]["message"])
+
     def test_unsupported_when_a_capability_is_missing(self) -> None:
         suite = TempSuite([case("t.needs", [{"equal": {"actual": "x", "value": 1}}], needs=["replicate"])], {"t.needs": OK})
         code, output, report = suite.run("--world-sizes", "1")
