@@ -165,6 +165,10 @@ def describe_failure(result: CaseResult) -> str:
     return "\n".join(lines)
 
 
+# Consecutive start failures at one world size after which its other cases are
+# not tried (each try can cost a whole --timeout).
+BREAKER_AFTER = 2
+
 # Rank 0's rendezvous store could not bind the port chosen for it.
 PORT_TAKEN = "address already in use"
 PORT_RETRIES = 3
@@ -182,6 +186,7 @@ class Runner:
         self.protocol = PROTOCOL_VERSION  # lowered once if the adapter speaks only an older one
         self.results: list[CaseResult] = []
         self.last_sent: dict[int, CaseResult] = {}  # per world size: the case its group answered last
+        self.start_failures: dict[int, list[str]] = {}  # per world size: consecutive ones, why
 
     # -- rank groups --------------------------------------------------------
     def group(self, ws: int) -> RankGroup:
@@ -279,14 +284,21 @@ class Runner:
             result.settle("unsupported", f"the case runs on {case.backends}, not {self.options.backend}")
             return
         fixtures = resolved_fixtures(case, self.suite)
+        failures = self.start_failures.get(ws, [])
+        if len(failures) >= BREAKER_AFTER:
+            result.settle("error", f"not run: the adapter's rank group failed to start {len(failures)} times in a "
+                                   f"row at world size {ws} (circuit breaker); last: {failures[-1]}")
+            return
         try:
             group = self.group(ws)
         except _StartFailure as e:
             stderr = next((t for t in e.tails.values() if t), "")
-            result.settle("error", f"the adapter's rank group did not start: {e.reason}"
-                          + (f"; stderr: {stderr[-300:]}" if stderr else ""))
+            why = e.reason + (f"; stderr: {stderr[-300:]}" if stderr else "")
+            self.start_failures.setdefault(ws, []).append(why)
+            result.settle("error", f"the adapter's rank group did not start: {why}")
             result.ranks = [RankResult(r, "error", None, t) for r, t in e.tails.items()]
             return
+        self.start_failures.pop(ws, None)
         implementation = self.implementation or {}
         for what, wanted in (("backends", self.options.backend), ("devices", self.options.device)):
             if wanted not in (implementation.get(what) or []):

@@ -4,7 +4,7 @@ misbehaves on purpose when a case id contains crash, hang, garbage,
 wrong_case or wrong_rank (a reply naming another), twice (two replies) or
 late_dup (a second reply written when the next case arrives), on rank
 FAKE_BAD_RANK (default 0) where it says so; FAKE_DEAF=1 makes it stop
-reading its stdin after hello.
+reading its stdin after hello, FAKE_MUTE=1 never answer hello.
 FAKE_CAPABILITIES lists its capabilities (comma separated); FAKE_PROTOCOLS the
 protocol versions it speaks (default 2; offered another, it refuses hello with
 an error message and exits, as spec/ADAPTERS.md says); FAKE_PROTOCOL
@@ -37,6 +37,8 @@ def main() -> int:
             with open(f"{received}.{rank}", "a", encoding="utf-8") as log:
                 log.write(line)
         message = json.loads(line)
+        if message["type"] == "hello" and os.environ.get("FAKE_MUTE"):  # never says hello
+            time.sleep(3600)
         if message["type"] == "hello":
             speaks = [int(p) for p in os.environ.get("FAKE_PROTOCOLS", "2").split(",")]
             if message.get("protocol") not in speaks:

@@ -54,6 +54,21 @@ class Faults(unittest.TestCase):
         self.assertEqual(outcomes(report), {"t.a_first@1": "timeout", "t.b_second@1": "timeout"}, output)
         self.assertIn("rank 0 did not read its input within 2 s", report["results"][0]["message"])
 
+    def test_an_adapter_that_never_says_hello_trips_the_breaker(self) -> None:
+        names = [f"t.case{i}" for i in range(6)]
+        suite = TempSuite([case(n, [{"equal": {"actual": "x", "value": 1}}]) for n in names], {n: OK for n in names})
+        started = time.monotonic()
+        code, output, report = suite.run("--world-sizes", "1", "--timeout", "2", env={"FAKE_MUTE": "1"})
+        # Two tries of 2 s each, then the other four at once (not 6 x 2 s).
+        self.assertLess(time.monotonic() - started, 10, output)
+        self.assertEqual(code, 1)
+        messages = [r["message"] for r in report["results"]]
+        self.assertEqual([r["outcome"] for r in report["results"]], ["error"] * 6)
+        for message in messages[:2]:
+            self.assertIn("did not start: no reply from rank(s) [0] within 2 s", message)
+        for message in messages[2:]:
+            self.assertIn("failed to start 2 times in a row at world size 1 (circuit breaker); last: no reply", message)
+
     def test_unsupported_when_a_capability_is_missing(self) -> None:
         suite = TempSuite([case("t.needs", [{"equal": {"actual": "x", "value": 1}}], needs=["replicate"])], {"t.needs": OK})
         code, output, report = suite.run("--world-sizes", "1")
