@@ -107,9 +107,7 @@ WORLD_SIZES = {"grad_sum": "2", "comm_hook_ignored": "2", "replicate_group_ignor
                "fsdp_reshards_in_recompute": "2", "fsdp_freeze_ignored": "2", "clip_local_norm": "2",
                "fsdp_no_dedupe": "2", "fsdp_ignores_whole_module": "2",
                "all_reduce_hook_ignored": "4", "spmd_params_left_replicated": "1,4",
-               "fsdp_size1_grad_dropped": ("fully_shard", {"fully_shard.parity.world_size_one_exact"}),
-    "state_dict_copies": ("fully_shard", {"fully_shard.state_dict.cached_aliases_shards"}),
-    "from_group_dims_reversed": "4", "broadcast_skipped": "4"}
+               "from_group_dims_reversed": "4", "broadcast_skipped": "4"}
 
 
 class CasesBeyondTwoRanks(unittest.TestCase):
