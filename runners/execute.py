@@ -187,12 +187,14 @@ class Runner:
         self.results: list[CaseResult] = []
         self.last_sent: dict[int, CaseResult] = {}  # per world size: the case its group answered last
         self.start_failures: dict[int, list[str]] = {}  # per world size: consecutive ones, why
+        self.starting: RankGroup | None = None  # the group being started, if any
 
     # -- rank groups --------------------------------------------------------
     def group(self, ws: int) -> RankGroup:
         group = self.groups.get(ws)
         if group is None:
             group, hello = self.start_group(ws)
+            self.starting = None
             if self.implementation is None:
                 self.implementation = {k: hello.get(k) for k in
                                        ("name", "version", "capabilities", "backends", "devices", "build")}
@@ -210,6 +212,7 @@ class Runner:
         while protocols:
             protocol = protocols[0]
             group = RankGroup(self.options.adapter, ws, self.options.backend, self.options.device, protocol=protocol)
+            self.starting = group  # an interrupt now must reap it too
             try:
                 hello = group.start(self.options.timeout)
             except RankFault as fault:
@@ -240,14 +243,17 @@ class Runner:
 
     def close(self) -> None:
         for ws in list(self.groups):
-            group = self.groups.pop(ws)
+            group = self.groups[ws]
             try:
                 group.check_quiet()  # the last case's extra reply, if it came already
             except StaleOutput as stale:
                 self.blame(ws, stale)
             group.close()
+            del self.groups[ws]  # only now: an interrupt inside close leaves it to kill
 
     def kill(self) -> None:
+        if self.starting is not None:
+            self.starting.kill()
         for ws in list(self.groups):
             self.groups.pop(ws).kill()
 
@@ -447,10 +453,7 @@ def run(suite: Suite, options: RunOptions) -> int:
     progress = Progress(len(plan), options.quiet)
     partial = interrupted = False
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    interrupts = Interrupts()
     try:
         for case, ws in plan:
             result = runner.invalid(case, ws, problems[case.file]) if case.file in problems else runner.run_one(case, ws)
@@ -463,16 +466,52 @@ def run(suite: Suite, options: RunOptions) -> int:
             if options.exitfirst and result.outcome in outcomes.FAILING:
                 partial = len(runner.results) < len(plan)
                 break
+        runner.close()  # polite: bye, then a grace period an interrupt may cut short
     except KeyboardInterrupt:
         partial = interrupted = True
         progress.finish()
         print("interrupted: killing every rank, writing a partial report", file=sys.stderr)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if interrupted:  # no polite bye: a rank may be the reason for the interrupt
-            runner.kill()
-        else:
-            runner.close()
+        interrupts.shield()  # from here on an interrupt waits: every rank reaped, the report written
+        runner.kill()
+    try:
+        return finish_run(runner, options, xfail_entries, rules, started, t0, partial, progress)
+    finally:
+        if not interrupted:  # after an interrupt the process is about to exit: later signals stay ignored
+            interrupts.restore()
+
+
+class Interrupts:
+    """SIGINT and SIGTERM while a run lasts: the first raises KeyboardInterrupt
+    and shields at once (no gap in which a second one could cut the cleanup
+    short). Shielded means ignored by the kernel, not by a Python handler:
+    the interpreter resets its own handlers to the default on the way out, and
+    a signal then would kill the process after the report was written."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.shielded = False
+        self.previous = {signum: signal.signal(signum, self.on_signal) for signum in self.SIGNALS}
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if not self.shielded:
+            self.shield()
+            raise KeyboardInterrupt
+
+    def shield(self) -> None:
+        self.shielded = True
+        for signum in self.SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def finish_run(runner: Runner, options: RunOptions, xfail_entries: list[XfailEntry], rules: dict[str, Any],
+               started: str, t0: float, partial: bool, progress: Progress) -> int:
+    """Warnings, the report in every format, the summary line and the exit code."""
     progress.finish()
     for entry in xfail_entries:  # an entry for other releases is not stale
         if not entry.used and entry.applies_to(implementation_version(runner)):

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,30 @@ class HelloRefused(RankFault):
         super().__init__("error", rank, message)
 
 
+# The environment variable that marks a session's processes (spec/ADAPTERS.md).
+SESSION_MARK = "CCTS_SESSION"
+
+
+def kill_marked(name: str, value: str) -> None:
+    """SIGKILL to every process (of this user) whose environment holds name=value;
+    where there is no /proc, nothing."""
+    needle = f"{name}={value}".encode()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -88,6 +113,7 @@ class RankGroup:
         self.extra_env = env or {}
         self.ranks: list[Rank] = []
         self.hello: dict[str, Any] | None = None
+        self.mark = uuid.uuid4().hex  # in every rank's environment, inherited by what it starts
         self.case_id: str | None = None  # the case a result must name
         self.previous_case_id: str | None = None
 
@@ -99,7 +125,7 @@ class RankGroup:
             env.update(self.extra_env)
             env.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(self.world_size),
                         "LOCAL_WORLD_SIZE": str(self.world_size), "MASTER_ADDR": "127.0.0.1",
-                        "MASTER_PORT": str(port), "CCTS_PROTOCOL": str(self.protocol)})
+                        "MASTER_PORT": str(port), "CCTS_PROTOCOL": str(self.protocol), SESSION_MARK: self.mark})
             try:
                 process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, env=env, start_new_session=True)
@@ -134,12 +160,18 @@ class RankGroup:
         self.kill()
 
     def kill(self) -> None:
+        """Every process of every rank: each rank's process group (also after the
+        rank itself exited: its children stay in it), then whatever still carries
+        this group's mark in its environment (a child that left for a group or
+        session of its own)."""
         for r in self.ranks:
-            if r.process.poll() is None:
-                try:
-                    os.killpg(r.process.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
+            try:
+                os.killpg(r.process.pid, signal.SIGKILL)  # the rank leads its own session
+            except (ProcessLookupError, PermissionError):
+                if r.process.poll() is None:
                     r.process.kill()
+        kill_marked(SESSION_MARK, self.mark)
+        for r in self.ranks:
             try:
                 r.process.wait(5)
             except subprocess.TimeoutExpired:
@@ -195,7 +227,10 @@ class RankGroup:
                     missing = [r.rank for r in self.ranks if r.rank not in replies]
                     raise RankFault("timeout", missing[0],
                                     f"no reply from rank(s) {missing} within {timeout:g} s")
-                for key, _ in selector.select(min(left, 0.5)):
+                ready = selector.select(min(left, 0.5))
+                if not ready:
+                    self._check_exits(replies)
+                for key, _ in ready:
                     r: Rank = key.data
                     chunk = os.read(r.process.stdout.fileno(), 1 << 20)
                     if not chunk:
@@ -212,6 +247,16 @@ class RankGroup:
                         raise RankFault("error", r.rank, f"rank {r.rank} sent more than one reply to one '{expect}' "
                                                          f"message: {r.buffer[:200]!r}")
         return [replies[r.rank] for r in self.ranks]
+
+    def _check_exits(self, replies: dict[int, dict[str, Any]]) -> None:
+        """A rank that exited without a reply is a fault now, even when its stdout
+        stays open (a child it started holds the pipe: no end of file comes)."""
+        for r in self.ranks:
+            if r.rank in replies or r.process.poll() is None:
+                continue
+            readable, _, _ = select.select([r.process.stdout], [], [], 0)
+            if not readable:  # what it wrote before exiting is read first
+                raise self._fault_for_exit(r)
 
     def _send(self, r: Rank, data: bytes, deadline: float, timeout: float) -> None:
         """Writes to a rank's stdin without blocking past the deadline: a rank that

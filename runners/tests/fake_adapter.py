@@ -1,6 +1,7 @@
 """A scripted adapter for the runner's self-tests. It answers from
 FAKE_ANSWERS (JSON: {case id: {"observations": ..., "error": ...}}) and
-misbehaves on purpose when a case id contains crash, hang, garbage,
+misbehaves on purpose when a case id contains crash, hang, garbage, spawn
+(a child process in a session of its own, its pid added to FAKE_PIDS),
 wrong_case or wrong_rank (a reply naming another), twice (two replies) or
 late_dup (a second reply written when the next case arrives), on rank
 FAKE_BAD_RANK (default 0) where it says so; FAKE_DEAF=1 makes it stop
@@ -14,6 +15,7 @@ process id to PATH; FAKE_PORT_TAKEN=PATH makes rank 0's first start fail as a
 rendezvous whose port another process took (PATH marks that it happened)."""
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -53,6 +55,11 @@ def main() -> int:
         elif message["type"] == "run":
             case_id = message["case"]["id"]
             print(f"running {case_id}", file=sys.stderr, flush=True)
+            if "spawn" in case_id:  # a child in a session of its own, out of the rank's process group
+                child = subprocess.Popen(["sleep", "3600"], start_new_session=True)
+                if os.environ.get("FAKE_PIDS"):
+                    with open(os.environ["FAKE_PIDS"], "a", encoding="utf-8") as pids:
+                        pids.write(f"{child.pid}\n")
             if "crash" in case_id and rank == int(os.environ.get("FAKE_BAD_RANK", "0")):
                 os._exit(3)
             if "hang" in case_id:
