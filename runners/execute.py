@@ -50,7 +50,11 @@ class XfailEntry:
 def load_xfail(path: Path) -> list[XfailEntry]:
     """`<id glob> [releases:<spec>] <reason>` per line (spec/ADAPTERS.md, "Expected failures")."""
     entries = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SuiteError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if line:
             entries.append(xfail_entry(line, f"{path}:{number}", number))

@@ -152,6 +152,8 @@ def load_yaml(path: Path) -> Any:
         raise SuiteError(f"{path}: not valid YAML: {e}") from None
     except OSError as e:
         raise SuiteError(f"{path}: cannot be read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise SuiteError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
 
 
 def load_case(path: Path) -> Case:
