@@ -1,4 +1,4 @@
-"""ccts runner command line: list, validate, run, report, compare, snapshot, outcome, golden, bench."""
+"""ccts runner command line: list, validate, run, report, compare, snapshot, soak, outcome, golden, bench."""
 from __future__ import annotations
 
 import argparse
@@ -232,6 +232,10 @@ def parser() -> argparse.ArgumentParser:
     add_run_options(sn)
     sn.set_defaults(func=cmd_snapshot)
 
+    # Listed here; main() hands its arguments to soak's own parser (run options pass through).
+    sub.add_parser("soak", help="run the suite N times shuffled; count non-pass results, lost results, orphans "
+                   "(./ccts soak -h)")
+
     oc = sub.add_parser("outcome", help="one result's outcome as an exit code (CTest)")
     oc.add_argument("--report", required=True)
     oc.add_argument("--case", required=True)
@@ -277,6 +281,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["soak"]:
+        from . import soak
+        return soak.main(argv[1:])
     args = parser().parse_args(argv)
     args.argv = argv[1:]
     try:

@@ -186,6 +186,10 @@ class CaseRun {
     // by rank: one chunk per rank; by {subgroups_of: n}: one per group of n ranks.
     const json by = body.value("by", json("rank"));
     const int64_t size = by.is_object() ? by.at("subgroups_of").get<int64_t>() : 1;
+    if (size < 1 || world_size_ % size != 0) {
+      throw std::invalid_argument("slice: subgroups_of " + std::to_string(size) + " does not divide the world size " +
+                                  std::to_string(world_size_));
+    }
     const int64_t chunks = world_size_ / size;
     if (whole.size(dim) % chunks != 0) {
       throw std::invalid_argument("slice: dimension " + std::to_string(dim) + " of size " +
@@ -847,7 +851,10 @@ Session::Session(int rank, int world_size, std::string backend, std::string devi
 // Models live on the CPU, so the only usable backend is Gloo (NCCL needs CUDA tensors).
 bool Session::serves_request() const { return backend_ == "gloo" && device_ == "cpu"; }
 
-Session::~Session() { distributed::set_default_process_group(nullptr); }
+// A session without a group (asked for what it lacks) never set the default.
+Session::~Session() {
+  if (process_group_) distributed::set_default_process_group(nullptr);
+}
 
 json Session::hello() const {
   return {{"name", kName},

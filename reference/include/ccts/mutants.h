@@ -52,7 +52,9 @@
 // broadcast_skipped (the adapter's broadcast step does nothing),
 // fsdp_size1_grad_dropped (a one-rank group's shortcut skips the reduction:
 // the sharded parameters get no gradient), state_dict_copies
-// (Module::state_dict returns copies of the tensors, not the tensors).
+// (Module::state_dict returns copies of the tensors, not the tensors);
+// intake_number_overflow_uncaught (the adapter's intake lets a JSON number too
+// large escape: reference/tests/fuzz/ proves its regression inputs catch it).
 #include <cstdlib>
 #include <string>
 

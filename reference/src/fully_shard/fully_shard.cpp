@@ -505,6 +505,8 @@ composable::Contract::Body fully_shard_body(FullyShardOptions options) {
     }
     auto [group, replicate_group] = mesh_groups(options);
     check_reshard_after_forward(options.reshard_after_forward, group->size());
+    // An empty list (the case schema forbids it; PyTorch: fully_shard.state(modules[0])).
+    if (input.empty()) throw std::invalid_argument("tuple index out of range");
     auto state = fully_shard_state(*input.front());
     for (const auto& module : input) state->modules.push_back(module.get());
     state->auto_reshard_after_forward = !options.reshard_after_forward.has_value();

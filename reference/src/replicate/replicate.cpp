@@ -129,6 +129,8 @@ class ReplicateImpl {
   static std::optional<nn::ForwardPreResult> pre_forward(nn::Module& module, ReplicateState& state,
                                                          const nn::Args& args, const nn::Kwargs& kwargs) {
     if (!state.initialized_) init(module, state);
+    // REPLICATE-INIT-004: an init that failed leaves no engine, and is not retried.
+    if (!state.reducer_) throw std::invalid_argument("'_ReplicateState' object has no attribute '_ddp'");
     state.reducer_->set_require_grad_sync(!state.no_sync_);
     state.reducer_->prepare_for_forward();
     if (!state.device_ids_) return std::nullopt;

@@ -165,6 +165,8 @@ class CaseRun:
         dim = body.get("dim", 0)
         # by rank: one chunk per rank; by {subgroups_of: n}: one per group of n ranks
         size = body["by"]["subgroups_of"] if isinstance(body.get("by"), dict) else 1
+        if size < 1 or self.world_size % size:
+            raise ValueError(f"slice: subgroups_of {size} does not divide the world size {self.world_size}")
         chunks, index = self.world_size // size, self.rank // size
         if whole.shape[dim] % chunks:
             raise ValueError(f"slice: dimension {dim} of size {whole.shape[dim]} does not split into "
