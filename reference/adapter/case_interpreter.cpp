@@ -148,6 +148,11 @@ class CaseRun {
   }
 
   void run_step(const std::string& name, const json& body, const std::string& path) {
+    // spec/CASES.md: a bounded case (nested repeats multiply).
+    if (++steps_run_ > kMaxSteps) {
+      throw std::invalid_argument("the case runs more than " + std::to_string(kMaxSteps) +
+                                  " steps, counting each repetition (spec/CASES.md)");
+    }
     const auto& handlers = step_handlers();
     auto it = handlers.find(name);
     if (it != handlers.end()) {
@@ -835,6 +840,8 @@ class CaseRun {
   json observations_ = json::object();
   std::vector<nn::HookHandle> global_hooks_;  // removed when the case ends
   int64_t step_index_ = 0;
+  static constexpr int64_t kMaxSteps = 10000;
+  int64_t steps_run_ = 0;
 };
 
 }  // namespace

@@ -38,6 +38,8 @@ def capabilities() -> list[str]:
 
 # Device meshes of this session by (device, shape, names): see CaseRun.mesh.
 SESSION_MESHES: dict[tuple, Any] = {}
+# Steps one case may run, each repetition counted (spec/CASES.md).
+MAX_STEPS = 10000
 
 
 class StepError(Exception):
@@ -71,6 +73,7 @@ class CaseRun:
         self.values: dict[str, Any] = {}
         self.inputs: dict[str, tuple[list, dict]] = {}
         self.observations: dict[str, Any] = {}
+        self.steps_run = 0
         self.probes: list[str] = []
         self.apis: dict[str, Any] = {}
         self.trackers: dict[str, Any] = {}
@@ -105,6 +108,10 @@ class CaseRun:
         for i, step in enumerate(steps):
             step_path = f"{path}.{i}" if path else str(i)
             (name, body), = step.items()
+            self.steps_run += 1
+            if self.steps_run > MAX_STEPS:  # spec/CASES.md: a bounded case (nested repeats multiply)
+                raise StepError(error_json(ValueError(f"the case runs more than {MAX_STEPS} steps, counting each "
+                                                      "repetition (spec/CASES.md)"), step_path))
             try:
                 getattr(self, "step_" + name, self.unknown(name))(body, step_path)
             except StepError:
