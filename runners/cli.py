@@ -1,4 +1,4 @@
-"""ccts runner command line: list, validate, run, report, compare, snapshot, soak, outcome, golden, bench."""
+"""ccts runner command line: list, validate, run, report, compare, snapshot, soak, mutate, outcome, golden, bench."""
 from __future__ import annotations
 
 import argparse
@@ -235,6 +235,8 @@ def parser() -> argparse.ArgumentParser:
     # Listed here; main() hands its arguments to soak's own parser (run options pass through).
     sub.add_parser("soak", help="run the suite N times shuffled; count non-pass results, lost results, orphans "
                    "(./ccts soak -h)")
+    sub.add_parser("mutate", help="run the suite against mutants of the pinned PyTorch's sources; kill rates "
+                   "(./ccts mutate -h)")
 
     oc = sub.add_parser("outcome", help="one result's outcome as an exit code (CTest)")
     oc.add_argument("--report", required=True)
@@ -284,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["soak"]:
         from . import soak
         return soak.main(argv[1:])
+    if argv[:1] == ["mutate"]:
+        from . import mutate
+        return mutate.main(argv[1:])
     args = parser().parse_args(argv)
     args.argv = argv[1:]
     try:
