@@ -60,6 +60,11 @@ std::shared_ptr<composable::Contract> make_test_api(const json& definition,
   const std::string name = definition.value("function_name", definition.at("name").get<std::string>());
   const std::string state_class = definition.value("state_class", "_State");
   const json actions = definition.value("do", json::array());
+  for (const auto& action : actions) {
+    if (!action.is_object() || action.size() != 1) {
+      throw std::invalid_argument("define_api: an action is a mapping with exactly one key");
+    }
+  }
   const std::string returns = definition.value("returns", "input");
   // The API body; `self` lets actions reach the API's own state (api.state(module)).
   auto self = std::make_shared<std::weak_ptr<composable::Contract>>();

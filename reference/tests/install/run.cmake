@@ -15,18 +15,8 @@ set(consumer_build "${WORK_DIR}/consumer-build")
 # Fixed paths (not per run): the consumer's unit stays a ccache hit.
 file(REMOVE_RECURSE "${prefix}" "${consumer_build}")
 
-# step(<what> <list variable>): runs the command the variable holds (a
-# variable, not arguments, so that a "\;" inside an element survives).
-function(step what command)
-  string(TIMESTAMP start "%s")
-  execute_process(COMMAND ${${command}} RESULT_VARIABLE rc)
-  string(TIMESTAMP end "%s")
-  math(EXPR seconds "${end} - ${start}")
-  message(STATUS "install.consumer: ${what}: ${seconds} s (exit ${rc})")
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "install.consumer: ${what} failed (exit ${rc})")
-  endif()
-endfunction()
+set(STEP_TEST install.consumer)
+include("${CMAKE_CURRENT_LIST_DIR}/../step.cmake")
 
 set(install "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
 step("install" install)
