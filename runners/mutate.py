@@ -11,7 +11,8 @@ instead. The mutant's area then runs through the PyTorch adapter at the
 mutant's world sizes; a result that passed in the clean run of that area and
 does not pass now kills it. Per mutant: killed (by which cases), survived,
 equivalent (the catalogue says why), or unexercised (no rank imported the
-module: a catalogue mistake, never counted as a kill). After each, the
+module: a catalogue mistake, never counted as a kill), or import_error (the
+mutated module does not import: not counted either). After each, the
 original file's SHA-256 is checked to be unchanged.
 
 Output in --out (default out/mutate/): mutate.json and mutate.md, with the kill
@@ -207,6 +208,15 @@ def try_mutant(mutant: Mutant, torch_root: Path, baseline: dict[str, str], optio
         env["PYTHONPATH"] = str(overlay) + os.pathsep + env["PYTHONPATH"]
         env["CCTS_MUTATE_MODULES"] = json.dumps({mutant.module: str(mutated)})
         env["CCTS_MUTATE_LOG"] = str(log)
+        # A mutant that breaks the import is no bug a port would ship: not counted.
+        imported = subprocess.run([sys.executable, "-c", f"import {mutant.module}"], cwd=ROOT, env=env,
+                                  capture_output=True, text=True)
+        if imported.returncode != 0:
+            reason = (imported.stderr.strip().splitlines() or ["exit %d" % imported.returncode])[-1]
+            return {"id": mutant.id, "area": mutant.area, "file": mutant.file, "bug": mutant.bug,
+                    "world_sizes": mutant.world_sizes, "status": "import_error", "killed_by": [],
+                    "equivalent": reason, "results": 0, "seconds": round(time.monotonic() - start, 1)}
+        log.unlink(missing_ok=True)
         results = run_area(options, mutant.area, mutant.world_sizes, options.out / "runs" / mutant.id, env,
                            exitfirst=not options.all_killers)
         loaded = log.exists() and log.read_text().strip() != ""
@@ -240,17 +250,19 @@ def rates(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out[area] = {"mutants": len(mine), "killed": killed, "survived": survived,
                      "equivalent": sum(r["status"] == "equivalent" for r in mine),
                      "unexercised": sum(r["status"] == "unexercised" for r in mine),
+                     "import_error": sum(r["status"] == "import_error" for r in mine),
                      "kill_rate": round(killed / (killed + survived), 4) if killed + survived else None}
     return out
 
 
 def markdown(rows: list[dict[str, Any]], by_area: dict[str, dict[str, Any]], seconds: float) -> str:
     lines = [f"# Mutation testing of PyTorch: {len(rows)} mutants, {seconds:.0f} s", "",
-             "| area | mutants | killed | survived | equivalent | unexercised | kill rate |", "|---|---|---|---|---|---|---|"]
+             "| area | mutants | killed | survived | equivalent | unexercised | import error | kill rate |",
+             "|---|---|---|---|---|---|---|---|"]
     for area, r in by_area.items():
         rate = "n/a" if r["kill_rate"] is None else f"{100 * r['kill_rate']:.1f}%"
         lines.append(f"| {area} | {r['mutants']} | {r['killed']} | {r['survived']} | {r['equivalent']} | "
-                     f"{r['unexercised']} | {rate} |")
+                     f"{r['unexercised']} | {r['import_error']} | {rate} |")
     lines += ["", "| mutant | status | bug | killed by / why equivalent |", "|---|---|---|---|"]
     for r in rows:
         detail = ", ".join(f"`{k}`" for k in r["killed_by"][:3]) or (r["equivalent"] or "")

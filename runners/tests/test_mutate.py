@@ -45,6 +45,13 @@ mutants:
     replace: 'return None'
     bug: a module no adapter imports
     world_sizes: [1]
+  - id: mod_tracker.import_broken
+    area: mod_tracker
+    file: {TRACKER}
+    find: 'import weakref'
+    replace: 'import ccts_no_such_module'
+    bug: none (the module does not import)
+    world_sizes: [1]
 """
 
 
@@ -72,9 +79,10 @@ class Mutate(unittest.TestCase):
         self.assertTrue(all(k.startswith("mod_tracker.") for k in status["mod_tracker.child_names_slashed"]["killed_by"]))
         self.assertEqual(status["mod_tracker.same_name_spelled_differently"]["status"], "equivalent", done.stdout)
         self.assertEqual(status["mod_tracker.etcd_store_touched"]["status"], "unexercised", done.stdout)
+        self.assertEqual(status["mod_tracker.import_broken"]["status"], "import_error", done.stdout)
         self.assertEqual(table["rates"]["mod_tracker"]["kill_rate"], 1.0)
         self.assertEqual(done.returncode, 0, done.stderr)
-        self.assertIn("| mod_tracker | 3 | 1 | 0 | 1 | 1 | 100.0% |", (self.work / "out" / "mutate.md").read_text())
+        self.assertIn("| mod_tracker | 4 | 1 | 0 | 1 | 1 | 1 | 100.0% |", (self.work / "out" / "mutate.md").read_text())
 
     def test_a_text_that_is_not_in_the_file_names_the_mutant_and_field(self) -> None:
         done = mutate(self.work, CATALOGUE.replace("return self._decode(kvs[b64_key])", "no such text"))
