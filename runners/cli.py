@@ -156,6 +156,12 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "mod_tracker":
+        from .benchmarks import tracker
+        return tracker.main(args)
+    if args.what == "checkpoint":
+        from .benchmarks import checkpoint
+        return checkpoint.main(args)
     if args.what:
         from .benchmarks import apis
         return apis.main(args)
@@ -168,9 +174,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 BENCH_EPILOG = """\
 examples:
   ./ccts bench                      # time per case x world size vs fresh rank groups
-  ./ccts bench replicate            # reference replicate vs PyTorch DDP, BenchMLP, 2 ranks
-  ./ccts bench fully_shard          # parameter bytes, step peak memory and time at 1, 2, 4 ranks
-  ./ccts bench replicate --steps 20 --rounds 3 --threads 1
+  ./ccts bench replicate            # reference replicate vs PyTorch DDP: BenchMLP, BenchManySmall at 2, 4 ranks
+  ./ccts bench fully_shard          # reference fully_shard vs FSDP2 at 2, 4 ranks: step time, peak memory, bytes
+  ./ccts bench replicate --fixture BenchManySmall --world-sizes 2 --steps 20 --rounds 3
+  ./ccts bench mod_tracker          # forward+backward with a tracker and user hooks vs without, both sides
+  ./ccts bench checkpoint           # peak activation memory, checkpointed vs not, both sides
 """
 
 
@@ -255,25 +263,34 @@ def parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="amortized time per case x world size vs fresh rank groups; "
                         "with 'replicate' or 'fully_shard': training-step benchmarks of the reference's APIs",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EPILOG)
-    be.add_argument("what", nargs="?", choices=["replicate", "fully_shard"],
-                    help="replicate vs PyTorch DDP, or fully_shard's memory and time (default: the suite's cases)")
+    be.add_argument("what", nargs="?", choices=["replicate", "fully_shard", "mod_tracker", "checkpoint"],
+                    help="replicate vs PyTorch DDP, or fully_shard vs FSDP2 (default: the suite's cases)")
     be.add_argument("--adapter")
     be.add_argument("--world-sizes", type=world_sizes, default=None,
-                    help="default 1,2,4 (cases, fully_shard), 2 (replicate)")
+                    help="default 1,2,4 (cases), 2,4 (replicate, fully_shard; --smoke: 2, and 1,2)")
     be.add_argument("--baseline-cases", type=int, default=6)
+    be.add_argument("-k", dest="patterns", action="append", default=[], metavar="GLOB",
+                    help="the suite's throughput: only cases whose id matches (repeatable)")
+    be.add_argument("--ctest-dir", help="the suite's throughput: the build folder whose last ctest run gives the "
+                    "oracle's share (default: CCTS_BUILD_DIR or build/)")
     api = be.add_argument_group("replicate and fully_shard")
-    api.add_argument("--warmup", type=int, help="untimed steps first (default 2 replicate, 1 fully_shard)")
-    api.add_argument("--steps", type=int, help="timed steps (default 6 replicate, 3 fully_shard)")
-    api.add_argument("--nosync-steps", type=int, help="replicate: steps without gradient sync, to price it (default 2)")
-    api.add_argument("--rounds", type=int, help="replicate: interleaved runs of each side (default 2)")
+    api.add_argument("--warmup", type=int, help="untimed steps first, per run (default 2; BenchManySmall 5)")
+    api.add_argument("--steps", type=int, help="timed steps per run (default 5; BenchManySmall 25)")
+    api.add_argument("--nosync-steps", type=int, help="replicate: also steps without gradient sync (default 0)")
+    api.add_argument("--rounds", type=int, help="interleaved runs of each side (default 2)")
     api.add_argument("--threads", type=int, default=1, help="torch threads per rank, both sides (default 1)")
     api.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
-    api.add_argument("--fixture", help="fixture to train (default BenchMLP from fixtures/bench.yaml)")
-    api.add_argument("--smoke", action="store_true", help="a few seconds: BenchMLPSmoke, 1 warm-up + 2 steps")
+    api.add_argument("--fixture", help="fixture to train (default: replicate BenchMLP and BenchManySmall, "
+                     "fully_shard BenchMLP, from fixtures/bench.yaml)")
+    api.add_argument("--bucket-cap-mb", type=float, help="replicate: bucket_cap_mb of both sides (default: the "
+                     "fixture's, BenchManySmall 1; else DDP's 25)")
+    api.add_argument("--smoke", action="store_true", help="seconds: the tiny twins (BenchMLPSmoke, "
+                     "BenchManySmallSmoke), 1 warm-up + 2 steps, 1 round")
     api.add_argument("--malloc", choices=["tuned", "glibc"], default="tuned",
                      help="tuned (default): the same fixed glibc mmap and trim thresholds on both sides, so that "
                      "heap-top trimming does not refault gradients in one process only; glibc: its defaults")
-    api.add_argument("--ddp-python", default=sys.executable, help="interpreter of the DDP side (default: this one, the pinned PyTorch)")
+    api.add_argument("--ddp-python", default=sys.executable, help="interpreter of PyTorch's side, DDP and FSDP2 "
+                     "(default: this one, the pinned PyTorch)")
     api.add_argument("--timeout", type=float, default=600.0, help="seconds per rank group (default 600)")
     api.add_argument("--json", metavar="PATH", help="also write the measurements as JSON")
     add_suite_options(be)

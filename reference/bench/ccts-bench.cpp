@@ -4,12 +4,13 @@
 // Started with torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT). Builds a fixture (default BenchMLP, fixtures/bench.yaml) with
 // the portable generator, applies replicate or fully_shard (each Linear, then
-// the root), and trains: zero_grad(set_to_none), forward, MSE loss against a
+// the root; --api none: neither, the compute alone), and trains: zero_grad(set_to_none), forward, MSE loss against a
 // generated target, backward, SGD step. Warm-up steps, timed steps, then
 // optionally one step whose peak RSS is measured (--memory: large blocks are
 // mmapped for the whole run, which slows every step a little), steps without
 // gradient synchronisation (--nosync-steps: compute only) and bare
-// all-reduces (--allreduce-probe). Prints one JSON line on stdout;
+// all-reduces (--allreduce-probe). --bucket-cap-mb is replicate's
+// bucket_cap_mb. Prints one JSON line on stdout;
 // runners/benchmarks/pytorch_baseline.py is its PyTorch twin and prints the same fields.
 #include <malloc.h>
 #include <sys/resource.h>
@@ -19,6 +20,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -44,7 +46,7 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kUsage =
     "usage: ccts-bench --api replicate|fully_shard|none [--fixtures DIR] [--fixture NAME]\n"
     "                  [--warmup N] [--steps N] [--nosync-steps N] [--allreduce-probe N] [--threads N]\n"
-    "                  [--lr X] [--memory]\n";
+    "                  [--lr X] [--bucket-cap-mb X] [--memory]\n";
 
 struct Options {
   std::string api = "replicate";
@@ -56,6 +58,7 @@ struct Options {
   int allreduce_probe = 0;
   int threads = 1;
   double lr = 0.01;
+  std::optional<double> bucket_cap_mb;  // unset: replicate's default (25 MiB, first bucket 1 MiB)
   bool memory = false;
 };
 
@@ -85,6 +88,9 @@ Options parse(int argc, char** argv) {
       o.threads = std::stoi(value(i));
     } else if (arg == "--lr") {
       o.lr = std::stod(value(i));
+    } else if (arg == "--bucket-cap-mb") {
+      o.bucket_cap_mb = std::stod(value(i));
+      if (!(*o.bucket_cap_mb > 0)) throw std::invalid_argument("--bucket-cap-mb must be positive");
     } else if (arg == "--memory") {
       o.memory = true;
     } else {
@@ -241,7 +247,9 @@ int run(const Options& o) {
   }
 
   if (o.api == "replicate") {
-    ccts::replicate::replicate(model);
+    ccts::replicate::ReplicateOptions options;
+    options.bucket_cap_mb = o.bucket_cap_mb;
+    ccts::replicate::replicate(model, options);
   } else if (o.api == "fully_shard") {
     // FSDP2's way: each Linear, then the root.
     for (const auto& [fqn, sub] : model->named_modules()) {
@@ -250,6 +258,10 @@ int run(const Options& o) {
     ccts::fully_shard::fully_shard(model);
   }
   const std::int64_t param_bytes = storage_bytes(model->parameters());
+  // The registered tensors alone (a shard without its padding): what
+  // DTensor.to_local() holds on PyTorch's side.
+  std::int64_t local_bytes = 0;
+  for (const auto& p : model->parameters()) local_bytes += p.numel() * static_cast<std::int64_t>(p.element_size());
 
   Trainer trainer(model, input.args.front().tensor(), rank, o.lr);
   std::vector<double> losses;
@@ -316,11 +328,13 @@ int run(const Options& o) {
               {"rank", rank},
               {"world_size", world},
               {"threads", at::get_num_threads()},
+              {"bucket_cap_mb", o.bucket_cap_mb ? json(*o.bucket_cap_mb) : json(nullptr)},
               {"input_shape", input.args.front().tensor().sizes().vec()},
               {"numel", numel},
               {"full_param_bytes", full_bytes},
               {"shard_rule_bytes", rule_bytes},
               {"param_bytes", param_bytes},
+              {"local_shard_bytes", local_bytes},
               {"param_bytes_after_steps", param_bytes_after},
               {"param_sum", param_sum},
               {"build_ms", build_ms},

@@ -1,12 +1,14 @@
-"""One rank of `./ccts bench replicate`'s PyTorch side: the fixture (default
-BenchMLP) built by the PyTorch adapter's fixture builder, wrapped in
-DistributedDataParallel, trained like reference/bench/ccts-bench.cpp trains
-the reference's replicate: zero_grad(set_to_none), forward, MSE loss against
-the portable generator's target, backward, SGD step. Prints one JSON line with
-the same fields as ccts-bench.
+"""One rank of `./ccts bench replicate | fully_shard`'s PyTorch side: the
+fixture (default BenchMLP) built by the PyTorch adapter's fixture builder, and
+--api ddp: wrapped in DistributedDataParallel; fully_shard: FSDP2's
+fully_shard on each Linear, then the root, on a CPU DeviceMesh; none: left a
+plain nn.Module (the compute alone). Trained like reference/bench/ccts-bench.cpp
+trains the reference: zero_grad(set_to_none), forward, MSE loss against the
+portable generator's target, backward, SGD step. Prints one JSON line with the
+same fields as ccts-bench.
 
 Run per rank with torchrun's environment:
-    .venv/bin/python -m runners.benchmarks.pytorch_baseline --warmup 2 --steps 8 --threads 1
+    .venv/bin/python -m runners.benchmarks.pytorch_baseline --api ddp --warmup 2 --steps 8 --threads 1
 """
 from __future__ import annotations
 
@@ -104,16 +106,39 @@ class Phases:
             self.parts[name].append((t[i + 1] - t[i]) * 1e3)
 
 
+def set_gradient_sync(model: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """A context in which backward synchronises gradients or not: DDP's
+    no_sync(), FSDP2's set_requires_gradient_sync; a plain module has no sync."""
+    if sync:
+        return contextlib.nullcontext()
+    if isinstance(model, DistributedDataParallel):
+        return model.no_sync()
+    if not hasattr(model, "set_requires_gradient_sync"):  # FSDPModule's method
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def fsdp_no_sync() -> Any:
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    return fsdp_no_sync()
+
+
 class Trainer:
-    def __init__(self, model: DistributedDataParallel, x: torch.Tensor, rank: int, lr: float) -> None:
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, rank: int, lr: float) -> None:
         self.model = model
         self.x = x
         self.rank = rank
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
         self.target: torch.Tensor | None = None
 
-    def step(self, phases: Phases | None, sync: bool = True, zero_grad: bool = True) -> float:
-        context = contextlib.nullcontext() if sync else self.model.no_sync()
+    def step(self, phases: Phases | None, sync: bool = True, zero_grad: bool = True,
+             peaks: list[int] | None = None) -> float:
+        """One training step; its phases go to `phases`, the peak RSS after
+        forward and after backward to `peaks` when given."""
+        context = set_gradient_sync(self.model, sync)
         t = [time.perf_counter()]
         if zero_grad:
             self.optimizer.zero_grad(set_to_none=True)
@@ -124,8 +149,12 @@ class Trainer:
                 self.target = builder.generated(list(out.shape), "normal", self.rank, "bench:target")
             loss = F.mse_loss(out, self.target)
             t.append(time.perf_counter())
+            if peaks is not None:
+                peaks.append(status_bytes("VmHWM"))
             loss.backward()
         t.append(time.perf_counter())
+        if peaks is not None:
+            peaks.append(status_bytes("VmHWM"))
         self.optimizer.step()
         t.append(time.perf_counter())
         if phases is not None:
@@ -151,9 +180,50 @@ def memory_step(trainer: Trainer, losses: list[float]) -> dict[str, Any]:
         reset = True
     except OSError:
         reset = False
-    losses.append(trainer.step(None, zero_grad=False))
+    peaks: list[int] = []
+    losses.append(trainer.step(None, zero_grad=False, peaks=peaks))
     peak = status_bytes("VmHWM")
-    return {"rss_before_bytes": before, "hwm_bytes": peak, "peak_step_bytes": peak - before, "hwm_reset": reset}
+    return {"rss_before_bytes": before, "hwm_bytes": peak, "peak_step_bytes": peak - before,
+            "peak_forward_bytes": peaks[0] - before, "peak_backward_bytes": peaks[1] - before, "hwm_reset": reset}
+
+
+def shard_rule_bytes(p: torch.Tensor, world: int) -> int:
+    """ceil(rows / world) * cols * element size: the padded shard, as in ccts-bench."""
+    rows = p.shape[0] if p.dim() else 1
+    cols = p.numel() // rows if rows else 0
+    return -(-rows // world) * cols * p.element_size()
+
+
+def wrap(model: torch.nn.Module, api: str, bucket_cap_mb: float | None) -> torch.nn.Module:
+    """The model under `api`, as ccts-bench applies the reference's."""
+    if api == "ddp":
+        return DistributedDataParallel(model) if bucket_cap_mb is None else \
+            DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
+    if api == "fully_shard":
+        # Imported here: the DDP side also runs on PyTorch releases without FSDP2.
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+        mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+        for sub in model.modules():
+            if sub is not model and isinstance(sub, torch.nn.Linear):
+                fully_shard(sub, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    return model
+
+
+def local_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+    """What each parameter holds on this rank: a DTensor's local shard."""
+    return [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
+
+
+def storage_bytes(tensors: list[torch.Tensor]) -> int:
+    """As ccts-bench: the bytes of the distinct storages (FSDP2's local shard
+    is a view of its padded per-rank buffer: the whole buffer counts)."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,12 +244,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"fixture {args.fixture}: the benchmark needs one tensor input")
     params = list(model.parameters())
     full_bytes = sum(p.numel() * p.element_size() for p in params)
+    rule_bytes = sum(shard_rule_bytes(p, world) for p in params)
     param_sum = 0.0
     for p in params:
         param_sum += p.detach().double().sum().item()
 
-    ddp = DistributedDataParallel(model)
-    trainer = Trainer(ddp, inputs[0], rank, args.lr)
+    wrapped = wrap(model, args.api, args.bucket_cap_mb)
+    shards = local_tensors(wrapped)
+    param_bytes = storage_bytes(shards)
+    local_bytes = sum(t.numel() * t.element_size() for t in shards)
+    trainer = Trainer(wrapped, inputs[0], rank, args.lr)
     losses = [trainer.step(None) for _ in range(args.warmup)]
     dist.barrier()
     timed = Phases()
@@ -187,9 +261,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.steps):
         losses.append(trainer.step(timed))
     faults_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.steps
+    param_bytes_after = storage_bytes(local_tensors(wrapped))
     memory = memory_step(trainer, losses) if args.memory else None
     nosync = Phases()
-    if args.nosync_steps:
+    if args.nosync_steps and args.api != "none":
         dist.barrier()
         for _ in range(args.nosync_steps):
             trainer.step(nosync, sync=False)
@@ -203,11 +278,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             dist.all_reduce(flat)
             allreduce_ms.append((time.perf_counter() - start) * 1e3)
     dist.barrier()
-    indices = ddp._get_ddp_logging_data().get("rebuilt_per_bucket_param_indices")  # after the rebuild
+    indices = None
+    if isinstance(wrapped, DistributedDataParallel):
+        indices = wrapped._get_ddp_logging_data().get("rebuilt_per_bucket_param_indices")  # after the rebuild
     return {
-        "side": "pytorch", "api": "ddp", "torch": torch.__version__, "fixture": args.fixture, "rank": rank,
-        "world_size": world, "threads": torch.get_num_threads(), "input_shape": list(inputs[0].shape),
-        "numel": sum(p.numel() for p in params), "full_param_bytes": full_bytes, "param_sum": param_sum,
+        "side": "pytorch", "api": args.api, "torch": torch.__version__, "fixture": args.fixture, "rank": rank,
+        "world_size": world, "threads": torch.get_num_threads(), "bucket_cap_mb": args.bucket_cap_mb,
+        "input_shape": list(inputs[0].shape),
+        "numel": sum(p.numel() for p in params), "full_param_bytes": full_bytes, "shard_rule_bytes": rule_bytes,
+        "param_bytes": param_bytes, "local_shard_bytes": local_bytes, "param_bytes_after_steps": param_bytes_after,
+        "param_sum": param_sum,
         "build_ms": build_ms, "step_ms": timed.step, "phase_ms": timed.parts,
         "minor_faults_per_step": faults_per_step, "nosync_step_ms": nosync.step, "nosync_phase_ms": nosync.parts,
         "allreduce_ms": allreduce_ms, "losses": losses, "memory": memory,
@@ -216,7 +296,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m runners.benchmarks.pytorch_baseline", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python3 -m runners.benchmarks.pytorch_baseline",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--api", choices=["ddp", "fully_shard", "none"], default="ddp",
+                   help="DistributedDataParallel, FSDP2's fully_shard (each Linear, then the root), or none")
     p.add_argument("--fixtures", default=str(ROOT / "fixtures"))
     p.add_argument("--fixture", default="BenchMLP")
     p.add_argument("--warmup", type=int, default=3)
@@ -225,12 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allreduce-probe", type=int, default=0, help="time this many bare all-reduces of the model's size")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--bucket-cap-mb", type=float, help="DDP's bucket_cap_mb (default: DDP's, 25)")
     p.add_argument("--memory", action="store_true", help="measure one more step's peak RSS")
     p.add_argument("--pure-generator", action="store_true",
                    help="build with ccts_common/portable_values.py as is (slow; the default is a vectorized twin)")
     args = p.parse_args(argv)
     if args.warmup < 1 or args.steps < 1:
         p.error("--warmup and --steps must be >= 1")
+    if args.bucket_cap_mb is not None and not args.bucket_cap_mb > 0:
+        p.error("--bucket-cap-mb must be positive")
     print(json.dumps(run(args)), flush=True)
     # No process-group teardown: Gloo's (torch 1.13) can spin when the peers
     # leave at different moments. Every collective is done; leave now.

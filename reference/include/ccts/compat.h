@@ -9,9 +9,10 @@
 //    reduce_scatter, barrier) have the same signatures on both, so the
 //    reference holds the backend itself: compat::NativeGroup.
 //  * Gloo has no reduce_scatter before PyTorch 2.8 (it throws "ProcessGroupGloo
-//    does not support reduce_scatter"); kGlooReduceScatter says whether the
-//    native one may be used. Without it, ProcessGroup::reduce_scatter is an
-//    all-reduce of the whole input followed by this rank's chunk.
+//    does not support reduce_scatter"). ProcessGroup::reduce_scatter on Gloo
+//    is an all-reduce of the whole input followed by this rank's chunk on
+//    every release (process_group.cpp says why it does not use the native
+//    one from 2.8).
 //  * Gloo in 1.13 reduces no bfloat16 ("Invalid scalar type"); 2.13's does.
 //    Without kGlooBFloat16Reduce, ProcessGroup::reduce_scatter sums bfloat16
 //    in float32 and rounds the result back (within bfloat16's rounding of
@@ -53,9 +54,6 @@ using NativeGroup = c10d::ProcessGroup;
 #endif
 
 using NodePtr = std::decay_t<decltype(std::declval<const at::Tensor&>().grad_fn())>;
-
-inline constexpr bool kGlooReduceScatter =
-    TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8);
 
 inline constexpr bool kGlooBFloat16Reduce = TORCH_VERSION_MAJOR >= 2;
 

@@ -54,7 +54,9 @@
 // the sharded parameters get no gradient), state_dict_copies
 // (Module::state_dict returns copies of the tensors, not the tensors);
 // intake_number_overflow_uncaught (the adapter's intake lets a JSON number too
-// large escape: reference/tests/fuzz/ proves its regression inputs catch it).
+// large escape: reference/tests/fuzz/ proves its regression inputs catch it);
+// checkpoint_keeps_activations (no saved-tensor hooks: a checkpointed region
+// keeps its activations; runners/tests/test_bench_checkpoint.py catches it).
 #include <cstdlib>
 #include <string>
 

@@ -346,14 +346,24 @@ void FSDPParamGroup::post_backward() {
   const int world = group_->size();
   if (with_grad.empty() || (world == 1 && mutant("fsdp_size1_grad_dropped"))) return;
   int64_t per_rank = 0;
-  for (FSDPParam* p : with_grad) per_rank += p->padded().numel();
-  // Rank r's block holds row-chunk r of every gradient, padded like the shards.
+  bool padded = false;  // some shard has fewer rows than its storage
+  for (FSDPParam* p : with_grad) {
+    per_rank += p->padded().numel();
+    padded = padded || p->rule().rows != p->rule().chunk * world;
+  }
+  // Rank r's block holds row-chunk r of every gradient, padded like the
+  // shards; the padding is summed with the rest, so it must be zeros.
   const torch::TensorOptions grad_options = with_grad.front()->unsharded().grad().options();
-  torch::Tensor input = torch::zeros({world, per_rank}, reduce_dtype ? grad_options.dtype(*reduce_dtype) : grad_options);
+  const torch::TensorOptions input_options = reduce_dtype ? grad_options.dtype(*reduce_dtype) : grad_options;
+  torch::Tensor input = padded ? torch::zeros({world, per_rank}, input_options)
+                               : torch::empty({world, per_rank}, input_options);
   int64_t offset = 0;
   for (FSDPParam* p : with_grad) {
     for (int r = 0; r < world; ++r) p->copy_in_rows(p->unsharded().grad(), r, input[r].narrow(0, offset, p->padded().numel()));
     offset += p->padded().numel();
+    // As FSDP2: the unsharded gradient goes once copied in, before the
+    // collective, so the two never hold memory together.
+    p->unsharded().mutable_grad() = torch::Tensor();
   }
   torch::Tensor reduced = reduce(input);
   offset = 0;
@@ -369,7 +379,6 @@ void FSDPParamGroup::post_backward() {
       grad = shard;
       p->mark_sharded_grad(grad);
     }
-    p->unsharded().mutable_grad() = torch::Tensor();
     // As FSDP2 does: hooks registered on the sharded parameter see its new gradient.
     if (!mutant("post_acc_grad_hooks_skipped")) nn::run_post_accumulate_grad_hooks(p->sharded());
     offset += p->padded().numel();
@@ -385,7 +394,8 @@ torch::Tensor FSDPParamGroup::reduce(torch::Tensor input) {
   using distributed::ReduceOp;
   if (!gradient_divide_factor) {
     const auto op = mutant("grad_sum") ? ReduceOp::Sum : ReduceOp::Avg;
-    torch::Tensor reduced = world == 1 ? input[0] : group_->reduce_scatter(input.reshape({-1}), op);
+    torch::Tensor flat = input.reshape({-1});  // a scratch buffer: the collective may overwrite it
+    torch::Tensor reduced = world == 1 ? input[0] : group_->reduce_scatter_(flat, op);
     if (replicate_group_) replicate_group_->all_reduce(reduced, op);
     if (all_reduce_hook) all_reduce_hook(reduced);
     return reduced;
@@ -396,7 +406,8 @@ torch::Tensor FSDPParamGroup::reduce(torch::Tensor input) {
   if (world > 1 && !force_sum_reduction && factor != world && group_->backend() == "gloo") {
     throw std::runtime_error("Cannot use ReduceOp.PREMUL_SUM with Gloo");
   }
-  torch::Tensor reduced = world == 1 ? input[0].clone() : group_->reduce_scatter(input.reshape({-1}), ReduceOp::Sum);
+  torch::Tensor flat = input.reshape({-1});
+  torch::Tensor reduced = world == 1 ? input[0].clone() : group_->reduce_scatter_(flat, ReduceOp::Sum);
   if (replicate_group_ && replicas > 1) replicate_group_->all_reduce(reduced, ReduceOp::Sum);
   if (all_reduce_hook) all_reduce_hook(reduced);
   return reduced.div_(factor);

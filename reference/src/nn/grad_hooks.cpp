@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 
 #include <torch/csrc/autograd/engine.h>
@@ -15,11 +16,6 @@
 namespace ccts::nn {
 
 namespace {
-
-compat::NodePtr node_of(const torch::Tensor& t) {
-  if (t.grad_fn()) return t.grad_fn();
-  return torch::autograd::impl::grad_accumulator(t);
-}
 
 // torch._C._will_engine_execute_node.
 bool will_execute(torch::autograd::Node* node) {
@@ -32,6 +28,44 @@ bool will_execute(torch::autograd::Node* node) {
   auto it = exec_info->find(node);
   return it != exec_info->end() && it->second.should_execute();
 }
+
+// compat::NodePtr's weak twin (std::weak_ptr on 1.13, weak_intrusive_ptr on 2.x).
+template <class P>
+struct WeakOf;
+template <class T>
+struct WeakOf<std::shared_ptr<T>> {
+  using type = std::weak_ptr<T>;
+};
+template <class T, class N>
+struct WeakOf<c10::intrusive_ptr<T, N>> {
+  using type = c10::weak_intrusive_ptr<T, N>;
+};
+
+// A tensor's node, as a multi-grad hook keeps it (_get_grad_fn_or_grad_acc).
+// A grad_fn is held without ownership: the hook lives on that very node, so
+// owning it would be a cycle that nothing frees (PyTorch's garbage collector
+// does), and every graph would leak; a grad_fn that is gone cannot run. A
+// leaf's AccumulateGrad is owned, as PyTorch's closure owns it, so that later
+// backwards through the same leaf find the same node.
+class HookedNode {
+ public:
+  explicit HookedNode(const torch::Tensor& t) {
+    if (t.grad_fn()) {
+      weak_.emplace(t.grad_fn());
+    } else {
+      leaf_ = torch::autograd::impl::grad_accumulator(t);
+    }
+  }
+  bool will_execute() const {
+    if (leaf_) return nn::will_execute(leaf_.get());
+    auto node = weak_->lock();
+    return node && nn::will_execute(node.get());
+  }
+
+ private:
+  compat::NodePtr leaf_;
+  std::optional<typename WeakOf<compat::NodePtr>::type> weak_;
+};
 
 class PostAccumulateHook : public torch::autograd::FunctionPostHook {
  public:
@@ -100,13 +134,30 @@ void register_multi_grad_hook(const std::vector<torch::Tensor>& tensors, std::fu
     std::mutex lock;
     std::map<const void*, int> count;  // per backward
     int expected = 0;
-    std::vector<compat::NodePtr> nodes;
+    std::vector<HookedNode> nodes;
     std::function<void()> fn;
   };
+  if (tensors.size() == 1 && tensors.front().requires_grad()) {
+    // One tensor: its hook runs at most once per backward (its node runs
+    // once), so the count and the once-per-backward record are not needed;
+    // mode All still fires only if that backward computes its gradient.
+    torch::Tensor target = tensors.front();
+    if (mode == MultiGradMode::Any) {
+      target.register_hook([fn = std::move(fn)](const torch::Tensor&) { fn(); });
+      return;
+    }
+    target.register_hook([fn = std::move(fn), node = HookedNode(target)](const torch::Tensor&) {
+      if (current_backward() == nullptr) {
+        throw std::logic_error("expected this hook to be called inside a backward call");
+      }
+      if (node.will_execute()) fn();
+    });
+    return;
+  }
   auto shared = std::make_shared<Shared>();
   shared->fn = std::move(fn);
   if (mode == MultiGradMode::All) {
-    for (const auto& t : tensors) shared->nodes.push_back(node_of(t));
+    for (const auto& t : tensors) shared->nodes.emplace_back(t);
     for (const auto& t : tensors) {
       torch::Tensor target = t;
       target.register_hook([shared](const torch::Tensor&) {
@@ -118,7 +169,7 @@ void register_multi_grad_hook(const std::vector<torch::Tensor>& tensors, std::fu
           int& seen = shared->count[task];
           if (seen == 0) {
             shared->expected = 0;
-            for (const auto& node : shared->nodes) shared->expected += will_execute(node.get()) ? 1 : 0;
+            for (const auto& node : shared->nodes) shared->expected += node.will_execute() ? 1 : 0;
           }
           ++seen;
           if (seen == shared->expected) {

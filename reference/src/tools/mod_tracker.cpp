@@ -37,42 +37,69 @@ struct ModTracker::State {
     has_callback = true;
   }
 
-  // _get_append_fn: the module starts running (forward) or its backward starts.
+  // _get_append_fn's body: the module starts running (forward) or its backward starts.
+  void append(const std::shared_ptr<State>& self, const std::weak_ptr<nn::Module>& module,
+              const std::string& name, bool is_bw) {
+    if (is_bw) maybe_set_engine_callback(self);
+    const bool added = parents.insert(name).second;
+    if (!added && !nn::in_backward()) {
+      std::cerr << "warning: The module hierarchy tracking maybe be messed up. Please file a bug to "
+                   "PyTorch, if it is the case.\n";
+    }
+    if (added) {
+      active_module_cnt[name] = 1;
+    } else {
+      active_module_cnt[name] += 1;
+    }
+    if (user_pre_bw && is_bw) user_pre_bw(alive(module));
+  }
+
+  // _get_pop_fn's body: the module's forward ends, or its backward is done.
+  void pop(const std::weak_ptr<nn::Module>& module, const std::string& name, bool is_bw) {
+    if (user_post_bw && is_bw) user_post_bw(alive(module));
+    auto it = parents.find(name);
+    if (it != parents.end()) {
+      if (--active_module_cnt[name] == 0) parents.erase(it);
+    } else if (!nn::in_backward()) {
+      throw std::runtime_error("The Module hierarchy tracking is wrong. Report a bug to PyTorch");
+    }
+  }
+
+  // append() and pop() for later, from a gradient hook (the backward's half).
   static std::function<void()> append_fn(const std::shared_ptr<State>& self, std::weak_ptr<nn::Module> module,
-                                         std::string name, bool is_bw) {
+                                         std::string name) {
     std::weak_ptr<State> weak = self;
-    return [weak, module, name, is_bw] {
-      auto s = weak.lock();
-      if (!s) return;
-      if (is_bw) s->maybe_set_engine_callback(s);
-      if (s->parents.count(name) && !nn::in_backward()) {
-        std::cerr << "warning: The module hierarchy tracking maybe be messed up. Please file a bug to "
-                     "PyTorch, if it is the case.\n";
-      }
-      if (!s->parents.count(name)) {
-        s->active_module_cnt[name] = 1;
-        s->parents.insert(name);
-      } else {
-        s->active_module_cnt[name] += 1;
-      }
-      if (s->user_pre_bw && is_bw) s->user_pre_bw(alive(module));
+    return [weak, module = std::move(module), name = std::move(name)] {
+      if (auto s = weak.lock()) s->append(s, module, name, true);
+    };
+  }
+  static std::function<void()> pop_fn(const std::shared_ptr<State>& self, std::weak_ptr<nn::Module> module,
+                                      std::string name) {
+    std::weak_ptr<State> weak = self;
+    return [weak, module = std::move(module), name = std::move(name)] {
+      if (auto s = weak.lock()) s->pop(module, name, true);
     };
   }
 
-  // _get_pop_fn: the module's forward ends, or its backward is done.
-  static std::function<void()> pop_fn(const std::shared_ptr<State>& self, std::weak_ptr<nn::Module> module,
-                                      std::string name, bool is_bw) {
-    std::weak_ptr<State> weak = self;
-    return [weak, module, name, is_bw] {
-      auto s = weak.lock();
-      if (!s) return;
-      if (s->user_post_bw && is_bw) s->user_post_bw(alive(module));
-      if (s->parents.count(name)) {
-        if (--s->active_module_cnt[name] == 0) s->parents.erase(name);
-      } else if (!nn::in_backward()) {
-        throw std::runtime_error("The Module hierarchy tracking is wrong. Report a bug to PyTorch");
-      }
-    };
+  // _get_mod_name's walk: every descendant is (re)named by its attribute path
+  // under `prefix` each time an ancestor runs, as PyTorch does; an entry that
+  // already holds that module and name is left as it is (no allocation).
+  void learn_children(nn::Module& parent, const std::string& prefix) {
+    for (const auto& [child_name, child] : parent.named_children()) {
+      Known& entry = known_modules[child.get()];
+      if (!holds(entry.module, child)) entry.module = child;
+      if (!is_path(entry.fqn, prefix, child_name)) entry.fqn = prefix + "." + child_name;
+      learn_children(*child, entry.fqn);
+    }
+  }
+
+  static bool holds(const std::weak_ptr<nn::Module>& known, const std::shared_ptr<nn::Module>& module) {
+    return !known.owner_before(module) && !module.owner_before(known);
+  }
+  // fqn == prefix + "." + name, without building it.
+  static bool is_path(const std::string& fqn, const std::string& prefix, const std::string& name) {
+    return fqn.size() == prefix.size() + 1 + name.size() && fqn.compare(0, prefix.size(), prefix) == 0 &&
+           fqn[prefix.size()] == '.' && fqn.compare(prefix.size() + 1, name.size(), name) == 0;
   }
 
   // The module, or null once it was destroyed (Python's dead weakref).
@@ -122,28 +149,18 @@ void ModTracker::clear_user_hooks() {
 
 std::string ModTracker::module_name(nn::Module& module) {
   // _get_mod_name: a root is named by its type; children by attribute path,
-  // learned the first time their parent runs.
-  auto& known = state_->known_modules;
-  auto it = known.find(&module);
-  if (it == known.end() || it->second.module.expired()) {
-    known[&module] = Known{module.weak_from_this(), module.type_name()};
-  }
-  const std::string name = known[&module].fqn;
-  std::function<void(nn::Module&, const std::string&)> learn = [&](nn::Module& parent, const std::string& prefix) {
-    for (const auto& [child_name, child] : parent.named_children()) {
-      known[child.get()] = Known{child, prefix + "." + child_name};
-      learn(*child, prefix + "." + child_name);
-    }
-  };
-  learn(module, name);
-  return name;
+  // learned each time their parent runs. A copy: user hooks may rename.
+  auto [it, added] = state_->known_modules.try_emplace(&module);
+  if (added || it->second.module.expired()) it->second = Known{module.weak_from_this(), module.type_name()};
+  state_->learn_children(module, it->second.fqn);
+  return it->second.fqn;
 }
 
 void ModTracker::fw_pre_hook(nn::Module& module, const nn::Args& args) {
-  const std::string name = module_name(module);
+  std::string name = module_name(module);
   auto weak = module.weak_from_this();
   if (mutant("pre_fw_before_append") && state_->user_pre_fw) state_->user_pre_fw(&module);
-  State::append_fn(state_, weak, name, false)();
+  state_->append(state_, weak, name, false);
   if (state_->user_pre_fw && !mutant("pre_fw_before_append")) state_->user_pre_fw(&module);
   std::vector<torch::Tensor> tensors;
   for (const auto& arg : args) {
@@ -153,24 +170,26 @@ void ModTracker::fw_pre_hook(nn::Module& module, const nn::Args& args) {
   }
   if (!nn::in_backward()) {
     if (!tensors.empty()) {
-      nn::register_multi_grad_hook(tensors, State::pop_fn(state_, weak, name, true), nn::MultiGradMode::All);
+      nn::register_multi_grad_hook(tensors, State::pop_fn(state_, std::move(weak), std::move(name)),
+                                   nn::MultiGradMode::All);
     } else {
-      state_->post_bw_callbacks_to_enqueue.push_back(State::pop_fn(state_, weak, name, true));
+      state_->post_bw_callbacks_to_enqueue.push_back(State::pop_fn(state_, std::move(weak), std::move(name)));
     }
   }
 }
 
 void ModTracker::fw_post_hook(nn::Module& module, const nn::Value& output) {
-  const std::string name = module_name(module);
+  std::string name = module_name(module);
   auto weak = module.weak_from_this();
   if (state_->user_post_fw) state_->user_post_fw(&module);
-  State::pop_fn(state_, weak, name, false)();
+  state_->pop(weak, name, false);
   std::vector<torch::Tensor> tensors;
   for (const auto& t : output.tensors()) {
     if (t.requires_grad()) tensors.push_back(t);
   }
   if (!nn::in_backward() && !tensors.empty()) {
-    nn::register_multi_grad_hook(tensors, State::append_fn(state_, weak, name, true), nn::MultiGradMode::Any);
+    nn::register_multi_grad_hook(tensors, State::append_fn(state_, std::move(weak), std::move(name)),
+                                 nn::MultiGradMode::Any);
   }
 }
 

@@ -237,3 +237,38 @@ TEST_CASE("checkpoint reruns the forward once in backward and keeps gradients") 
   CHECK(torch::equal(plain->parameter("weight").grad(), checked->parameter("weight").grad()));
   CHECK_FALSE(in_backward());
 }
+
+TEST_CASE("multi-grad hooks fire once per backward, for one tensor or several, in both modes") {
+  auto x = torch::randn({2, 3}, torch::requires_grad());
+  auto a = x * 2;
+  auto b = x * 3;
+  int all_one = 0, all_two = 0, any_one = 0, any_two = 0;
+  register_multi_grad_hook({a}, [&] { ++all_one; }, MultiGradMode::All);
+  register_multi_grad_hook({a, b}, [&] { ++all_two; }, MultiGradMode::All);
+  register_multi_grad_hook({a}, [&] { ++any_one; }, MultiGradMode::Any);
+  register_multi_grad_hook({a, b}, [&] { ++any_two; }, MultiGradMode::Any);
+  (a.sum() + b.sum()).backward({}, /*retain_graph=*/true);
+  CHECK(std::vector<int>{all_one, all_two, any_one, any_two} == std::vector<int>{1, 1, 1, 1});
+  // A backward through b alone: mode All waits only for the gradients it computes.
+  b.sum().backward({}, /*retain_graph=*/true);
+  CHECK(std::vector<int>{all_one, all_two, any_one, any_two} == std::vector<int>{1, 2, 1, 2});
+}
+
+TEST_CASE("a multi-grad hook does not keep the graph it watches alive") {
+  // The hook sits on the node of the tensor it watches; holding that node
+  // from the hook would be a cycle that nothing frees, leaking every graph.
+  auto token = std::make_shared<int>(0);
+  for (const auto mode : {MultiGradMode::All, MultiGradMode::Any}) {
+    for (const int tensors : {1, 2}) {
+      auto x = torch::randn({2, 3}, torch::requires_grad());
+      {
+        std::vector<torch::Tensor> watched{x * 2, x * 3};
+        watched.resize(tensors);
+        register_multi_grad_hook(watched, [token] {}, mode);
+        CHECK(token.use_count() > 1);
+        watched.front().sum().backward();
+      }
+      CHECK(token.use_count() == 1);
+    }
+  }
+}

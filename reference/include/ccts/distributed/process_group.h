@@ -88,6 +88,9 @@ class ProcessGroup {
   // input's dim 0 is size() * k; returns this rank's [k, ...] chunk (rows
   // rank*k .. rank*k+k-1) of the element-wise reduction over ranks.
   torch::Tensor reduce_scatter(const torch::Tensor& input, ReduceOp op = ReduceOp::Sum);
+  // The same, on a scratch input whose values are lost: on Gloo it is the
+  // all-reduce's buffer itself, so no copy of it is made.
+  torch::Tensor reduce_scatter_(torch::Tensor& scratch, ReduceOp op = ReduceOp::Sum);
   void barrier();
 
   // The c10d object doing the work: a c10d::ProcessGroup on LibTorch 1.13, a
@@ -110,7 +113,7 @@ class ProcessGroup {
 
 // The collectives this process issued on any group since it started, by kind:
 // what a count_collectives step reports (spec/fully_shard.md). The Gloo
-// all-reduce that stands in for reduce-scatter before LibTorch 2.8 counts as
+// all-reduce that stands in for reduce-scatter (process_group.cpp) counts as
 // a reduce-scatter.
 struct CollectiveCounts {
   std::int64_t all_gather = 0;

@@ -1,18 +1,30 @@
 #pragma once
-// Activation checkpointing as torch.utils.checkpoint(use_reentrant=False) is
-// seen from outside: the module runs in forward as usual, and when the first
-// gradient of its outputs arrives in backward its forward runs again (hooks
-// fire, with a backward running) before the gradients flow into it.
+// Activation checkpointing as torch.utils.checkpoint(use_reentrant=False):
+// the module runs in forward as usual but autograd keeps none of the
+// tensors its operations save for backward; when the first gradient of its
+// outputs arrives in backward its forward runs again (hooks fire, with a
+// backward running), and the region's backward uses the recomputed tensors.
 //
-// Departure (spec/mod_tracker.md, MODTRACKER-AC-001): PyTorch frees the
-// region's activations and uses the recomputed ones; LibTorch's C++ API has no
-// saved-tensor hooks to do that, so the reference keeps the forward's
-// activations and the recomputation's results are discarded. Values and the
-// order of every hook are PyTorch's; the memory saving is not.
+// How, without Python: every tensor autograd saves goes through
+// Engine::get_default_engine().get_default_saved_variable_hooks() — the
+// seam PyTorch's own saved-tensor hooks use (PythonEngine overrides it). The
+// first checkpoint call installs an Engine that overrides only that method
+// (set_default_engine_stub): inside a checkpointed forward each saved tensor
+// is packed as its index, and inside the recomputation each is captured under
+// that index. A nested checkpoint call saves into the outermost region.
 #include "ccts/nn/module.h"
 
 namespace ccts::nn {
 
 Value checkpoint(Module& module, const Args& args, const Kwargs& kwargs = {});
+
+// Tensors packed by checkpointed forwards and not yet released (the graphs
+// holding them are alive), and the recomputed tensors held for the running
+// backward: what the benchmark and the tests read.
+struct CheckpointCounters {
+  std::int64_t packed = 0;
+  std::int64_t recomputed_alive = 0;
+};
+CheckpointCounters checkpoint_counters();
 
 }  // namespace ccts::nn

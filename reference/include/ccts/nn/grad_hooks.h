@@ -47,6 +47,7 @@ enum class MultiGradMode { All, Any };
 // mode All: `fn` once per backward, when every tensor that backward will
 // compute a gradient for has received it. mode Any: `fn` once per backward,
 // at the first gradient of any of the tensors (tensors without grad are skipped).
+// The hooks keep no graph alive: they hold the tensors' grad_fns weakly.
 void register_multi_grad_hook(const std::vector<torch::Tensor>& tensors, std::function<void()> fn,
                               MultiGradMode mode = MultiGradMode::All);
 
