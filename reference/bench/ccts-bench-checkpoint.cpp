@@ -19,13 +19,12 @@
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include "ccts/fixtures/fixture.h"
 #include "ccts/nn/checkpoint.h"
 #include "ccts/nn/module.h"
 #include "ccts/values/generator.h"
-#include "rss.h"
+#include "common.h"
 
 namespace {
 
@@ -35,32 +34,19 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kUsage =
     "usage: ccts-bench-checkpoint [--fixtures DIR] [--fixture NAME] [--warmup N] [--steps N] [--threads N]\n";
 
-struct Options {
-  std::string fixtures = "fixtures";
+struct Options : ccts::bench::CommonOptions {
   std::string fixture = "BenchDeepCheckpointed";
-  int warmup = 1;
-  int steps = 5;
-  int threads = 1;
 };
 
 Options parse(int argc, char** argv) {
   Options o;
-  auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw std::invalid_argument(std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
+  auto value = [&](int& i) { return ccts::bench::option_value(i, argc, argv); };
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--fixtures") {
-      o.fixtures = value(i);
+    if (ccts::bench::read_common_option(o, i, argc, argv)) {
+      continue;
     } else if (arg == "--fixture") {
       o.fixture = value(i);
-    } else if (arg == "--warmup") {
-      o.warmup = std::stoi(value(i));
-    } else if (arg == "--steps") {
-      o.steps = std::stoi(value(i));
-    } else if (arg == "--threads") {
-      o.threads = std::stoi(value(i));
     } else {
       throw std::invalid_argument("unknown argument '" + arg + "'");
     }
@@ -141,8 +127,7 @@ int run(const Options& o) {
   }
 
   json out = {{"side", "reference"},
-              {"torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-                            std::to_string(TORCH_VERSION_PATCH)},
+              {"torch", ccts::bench::torch_version()},
               {"fixture", o.fixture},
               {"threads", at::get_num_threads()},
               {"input_shape", x.sizes().vec()},
@@ -164,20 +149,4 @@ int run(const Options& o) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Options options;
-  try {
-    options = parse(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "ccts-bench-checkpoint: " << e.what() << "\n" << kUsage;
-    return 2;
-  }
-  try {
-    return run(options);
-  } catch (const c10::Error& e) {
-    std::cerr << "ccts-bench-checkpoint: " << e.what_without_backtrace() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "ccts-bench-checkpoint: " << e.what() << "\n";
-  }
-  return 1;
-}
+int main(int argc, char** argv) { return ccts::bench::bench_main("ccts-bench-checkpoint", kUsage, argc, argv, parse, run); }

@@ -21,11 +21,11 @@
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include "ccts/fixtures/fixture.h"
 #include "ccts/nn/module.h"
 #include "ccts/tools/mod_tracker.h"
+#include "common.h"
 
 namespace {
 
@@ -43,32 +43,20 @@ double thread_cpu_ms() {
   return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
 }
 
-struct Options {
-  std::string fixtures = "fixtures";
+struct Options : ccts::bench::CommonOptions {
+  Options() { warmup = 5; steps = 30; }
   std::vector<std::string> fixture_names;  // empty: BenchTracker100
-  int warmup = 5;
-  int steps = 30;
-  int threads = 1;
 };
 
 Options parse(int argc, char** argv) {
   Options o;
-  auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw std::invalid_argument(std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
+  auto value = [&](int& i) { return ccts::bench::option_value(i, argc, argv); };
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--fixtures") {
-      o.fixtures = value(i);
+    if (ccts::bench::read_common_option(o, i, argc, argv)) {
+      continue;
     } else if (arg == "--fixture") {
       o.fixture_names.push_back(value(i));
-    } else if (arg == "--warmup") {
-      o.warmup = std::stoi(value(i));
-    } else if (arg == "--steps") {
-      o.steps = std::stoi(value(i));
-    } else if (arg == "--threads") {
-      o.threads = std::stoi(value(i));
     } else {
       throw std::invalid_argument("unknown argument '" + arg + "'");
     }
@@ -198,8 +186,7 @@ int run(const Options& o) {
   json results = json::array();
   for (const auto& name : o.fixture_names) results.push_back(bench_fixture(o, library.get(name)));
   json out = {{"side", "reference"},
-              {"torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-                            std::to_string(TORCH_VERSION_PATCH)},
+              {"torch", ccts::bench::torch_version()},
               {"threads", at::get_num_threads()},
               {"warmup", o.warmup},
               {"steps", o.steps},
@@ -210,20 +197,4 @@ int run(const Options& o) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Options options;
-  try {
-    options = parse(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "ccts-bench-tracker: " << e.what() << "\n" << kUsage;
-    return 2;
-  }
-  try {
-    return run(options);
-  } catch (const c10::Error& e) {
-    std::cerr << "ccts-bench-tracker: " << e.what_without_backtrace() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "ccts-bench-tracker: " << e.what() << "\n";
-  }
-  return 1;
-}
+int main(int argc, char** argv) { return ccts::bench::bench_main("ccts-bench-tracker", kUsage, argc, argv, parse, run); }

@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <set>
@@ -28,7 +27,6 @@
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include "ccts/distributed/process_group.h"
 #include "ccts/fixtures/fixture.h"
@@ -37,6 +35,7 @@
 #include "ccts/replicate/reducer.h"
 #include "ccts/replicate/replicate.h"
 #include "ccts/values/generator.h"
+#include "common.h"
 
 namespace {
 
@@ -48,15 +47,12 @@ constexpr const char* kUsage =
     "                  [--warmup N] [--steps N] [--nosync-steps N] [--allreduce-probe N] [--threads N]\n"
     "                  [--lr X] [--bucket-cap-mb X] [--memory]\n";
 
-struct Options {
+struct Options : ccts::bench::CommonOptions {
+  Options() { warmup = 3; steps = 10; }
   std::string api = "replicate";
-  std::string fixtures = "fixtures";
   std::string fixture = "BenchMLP";
-  int warmup = 3;
-  int steps = 10;
   int nosync_steps = 0;
   int allreduce_probe = 0;
-  int threads = 1;
   double lr = 0.01;
   std::optional<double> bucket_cap_mb;  // unset: replicate's default (25 MiB, first bucket 1 MiB)
   bool memory = false;
@@ -64,28 +60,19 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw std::invalid_argument(std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
+  auto value = [&](int& i) { return ccts::bench::option_value(i, argc, argv); };
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--api") {
+    if (ccts::bench::read_common_option(o, i, argc, argv)) {
+      continue;
+    } else if (arg == "--api") {
       o.api = value(i);
-    } else if (arg == "--fixtures") {
-      o.fixtures = value(i);
     } else if (arg == "--fixture") {
       o.fixture = value(i);
-    } else if (arg == "--warmup") {
-      o.warmup = std::stoi(value(i));
-    } else if (arg == "--steps") {
-      o.steps = std::stoi(value(i));
     } else if (arg == "--nosync-steps") {
       o.nosync_steps = std::stoi(value(i));
     } else if (arg == "--allreduce-probe") {
       o.allreduce_probe = std::stoi(value(i));
-    } else if (arg == "--threads") {
-      o.threads = std::stoi(value(i));
     } else if (arg == "--lr") {
       o.lr = std::stod(value(i));
     } else if (arg == "--bucket-cap-mb") {
@@ -109,24 +96,6 @@ Options parse(int argc, char** argv) {
 
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-// A field of /proc/self/status in bytes (VmRSS, VmHWM), or -1.
-std::int64_t status_bytes(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
-  }
-  return -1;
-}
-
-// Linux: writing 5 to clear_refs resets VmHWM to the current RSS.
-bool reset_peak_rss() {
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5";
-  out.flush();
-  return static_cast<bool>(out);
 }
 
 // Bytes of the distinct storages behind `tensors` (a sharded parameter is a
@@ -172,10 +141,10 @@ class Trainer {
     }
     torch::Tensor loss = torch::mse_loss(out, target_);
     const auto t2 = Clock::now();
-    if (peaks != nullptr) peaks->push_back(status_bytes("VmHWM"));
+    if (peaks != nullptr) peaks->push_back(ccts::bench::status_bytes("VmHWM"));
     loss.backward();
     const auto t3 = Clock::now();
-    if (peaks != nullptr) peaks->push_back(status_bytes("VmHWM"));
+    if (peaks != nullptr) peaks->push_back(ccts::bench::status_bytes("VmHWM"));
     optimizer_.step();
     const auto t4 = Clock::now();
     if (phases != nullptr) {
@@ -207,13 +176,9 @@ void set_gradient_sync(const std::string& api, ccts::nn::Module& model, bool syn
 
 int run(const Options& o) {
   namespace dist = ccts::distributed;
-  if (o.memory) {
-    // Every block of 64 KiB or more gets its own mapping, unmapped on free
-    // (a fixed threshold: glibc no longer raises it), for the whole run: the
-    // RSS then follows what is alive. Switching later would leave blocks the
-    // heap keeps after a free inside the peak.
-    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
-  }
+  // From the start: switching later would leave blocks the heap keeps after
+  // a free inside the peak.
+  if (o.memory) ccts::bench::rss_follows_allocations();
   at::set_num_threads(o.threads);
   auto group = dist::ProcessGroup::from_env("gloo");
   dist::set_default_process_group(group);
@@ -283,11 +248,11 @@ int run(const Options& o) {
     model->zero_grad(true);
     malloc_trim(0);
     group->barrier();
-    const std::int64_t before = status_bytes("VmRSS");
-    const bool reset = reset_peak_rss();
+    const std::int64_t before = ccts::bench::status_bytes("VmRSS");
+    const bool reset = ccts::bench::reset_peak_rss();
     std::vector<std::int64_t> peaks;
     losses.push_back(trainer.step(nullptr, &peaks, false));
-    const std::int64_t peak = status_bytes("VmHWM");
+    const std::int64_t peak = ccts::bench::status_bytes("VmHWM");
     memory = {{"rss_before_bytes", before}, {"hwm_bytes", peak}, {"peak_step_bytes", peak - before},
               {"peak_forward_bytes", peaks.at(0) - before}, {"peak_backward_bytes", peaks.at(1) - before},
               {"hwm_reset", reset}};
@@ -322,8 +287,7 @@ int run(const Options& o) {
 
   json out = {{"side", "reference"},
               {"api", o.api},
-              {"torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-                            std::to_string(TORCH_VERSION_PATCH)},
+              {"torch", ccts::bench::torch_version()},
               {"fixture", o.fixture},
               {"rank", rank},
               {"world_size", world},
@@ -355,20 +319,4 @@ int run(const Options& o) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  Options options;
-  try {
-    options = parse(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "ccts-bench: " << e.what() << "\n" << kUsage;
-    return 2;
-  }
-  try {
-    return run(options);
-  } catch (const c10::Error& e) {
-    std::cerr << "ccts-bench: " << e.what_without_backtrace() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "ccts-bench: " << e.what() << "\n";
-  }
-  return 1;
-}
+int main(int argc, char** argv) { return ccts::bench::bench_main("ccts-bench", kUsage, argc, argv, parse, run); }

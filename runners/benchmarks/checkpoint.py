@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ..suite import ROOT
-from .ranks import BenchError, load_note, median, mib
+from .ranks import BenchError, bench_binary, load_note, median, mib
 
 TARGET = 0.6
 PAIRS = {False: ("BenchDeep", "BenchDeepCheckpointed"), True: ("BenchDeepSmoke", "BenchDeepSmokeCheckpointed")}
 
 
 def binary() -> Path:
-    return Path(os.environ.get("CCTS_BUILD_DIR", ROOT / "build")) / "reference" / "bench" / "ccts-bench-checkpoint"
+    return bench_binary("ccts-bench-checkpoint")
 
 
 def measure(command: list[str], threads: int, timeout: float) -> dict[str, Any]:

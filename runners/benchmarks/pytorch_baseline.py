@@ -23,7 +23,7 @@ import time
 import types
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -169,17 +169,39 @@ def status_bytes(field: str) -> int:
     return -1
 
 
+def reset_peak_rss() -> bool:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def local_main(argv: list[str] | None, prog: str, doc: str, run: Callable[[argparse.Namespace], dict[str, Any]],
+               fixture: dict[str, Any], warmup: int, steps: int) -> int:
+    """main() of a one-process twin (pytorch_tracker, pytorch_checkpoint):
+    the options ccts-bench-tracker and ccts-bench-checkpoint take, one JSON line."""
+    p = argparse.ArgumentParser(prog=f"python3 -m runners.benchmarks.{prog}", description=doc.splitlines()[0])
+    p.add_argument("--fixtures", default=str(ROOT / "fixtures"))
+    p.add_argument("--fixture", **fixture)
+    p.add_argument("--warmup", type=int, default=warmup)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.warmup < 1 or args.steps < 1 or args.threads < 1:
+        p.error("--warmup, --steps and --threads must be >= 1")
+    print(json.dumps(run(args)), flush=True)
+    return 0
+
+
 def memory_step(trainer: Trainer, losses: list[float]) -> dict[str, Any]:
     """As ccts-bench: the peak of forward + backward + SGD over the resting state."""
     trainer.optimizer.zero_grad(set_to_none=True)
     ctypes.CDLL(None).malloc_trim(0)
     dist.barrier()
     before = status_bytes("VmRSS")
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        reset = True
-    except OSError:
-        reset = False
+    reset = reset_peak_rss()
     peaks: list[int] = []
     losses.append(trainer.step(None, zero_grad=False, peaks=peaks))
     peak = status_bytes("VmHWM")

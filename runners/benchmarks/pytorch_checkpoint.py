@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,8 +21,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..adapters.pytorch import fixtures as builder
-from ..suite import ROOT, load_fixtures
-from .pytorch_baseline import M_MMAP_THRESHOLD, status_bytes, use_fast_generator
+from ..suite import load_fixtures
+from .pytorch_baseline import M_MMAP_THRESHOLD, local_main, reset_peak_rss, status_bytes, use_fast_generator
 
 
 def non_reentrant(module: torch.nn.Module, args: list) -> Any:
@@ -60,11 +59,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model.zero_grad(set_to_none=True)
     libc.malloc_trim(0)
     before = status_bytes("VmRSS")
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        reset = True
-    except OSError:
-        reset = False
+    reset = reset_peak_rss()
     loss = forward()
     kept_forward = status_bytes("VmRSS") - before
     peak_forward = status_bytes("VmHWM") - before
@@ -97,19 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m runners.benchmarks.pytorch_checkpoint",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--fixtures", default=str(ROOT / "fixtures"))
-    p.add_argument("--fixture", default="BenchDeepCheckpointed")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    if args.warmup < 1 or args.steps < 1 or args.threads < 1:
-        p.error("--warmup, --steps and --threads must be >= 1")
-    print(json.dumps(run(args)), flush=True)
-    return 0
-
+    return local_main(argv, "pytorch_checkpoint", __doc__, run, {"default": "BenchDeepCheckpointed"}, 1, 5)
 
 if __name__ == "__main__":
     sys.exit(main())

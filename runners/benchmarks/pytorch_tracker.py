@@ -12,7 +12,6 @@ the same fields as ccts-bench-tracker.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,8 +22,8 @@ from torch import nn
 from torch.distributed._tools.mod_tracker import ModTracker
 
 from ..adapters.pytorch import fixtures as builder
-from ..suite import ROOT, load_fixtures
-from .pytorch_baseline import use_fast_generator
+from ..suite import load_fixtures
+from .pytorch_baseline import local_main, use_fast_generator
 
 HOOK_KINDS = ("pre_fw", "post_fw", "pre_bw", "post_bw")
 
@@ -121,19 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m runners.benchmarks.pytorch_tracker",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--fixtures", default=str(ROOT / "fixtures"))
-    p.add_argument("--fixture", action="append", help="repeatable (default BenchTracker100)")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    if args.warmup < 1 or args.steps < 1 or args.threads < 1:
-        p.error("--warmup, --steps and --threads must be >= 1")
-    print(json.dumps(run(args)), flush=True)
-    return 0
-
+    return local_main(argv, "pytorch_tracker", __doc__, run,
+                      {"action": "append", "help": "repeatable (default BenchTracker100)"}, 5, 30)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,9 +33,10 @@ class BenchError(Exception):
     """A rank failed or printed no result; the message carries its stderr tail."""
 
 
-def bench_binary() -> Path:
+def bench_binary(name: str = "ccts-bench") -> Path:
+    """A benchmark program of reference/bench/ in CCTS_BUILD_DIR (default build/)."""
     build = Path(os.environ.get("CCTS_BUILD_DIR", ROOT / "build"))
-    return build / "reference" / "bench" / "ccts-bench"
+    return build / "reference" / "bench" / name
 
 
 @dataclass

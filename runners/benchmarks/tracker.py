@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..suite import ROOT
-from .ranks import MALLOC_TUNED, BenchError, launch, load_note, median
+from .ranks import MALLOC_TUNED, BenchError, bench_binary, launch, load_note, median
 
 TARGET = 1.05
 FIXTURES = ("CompositeModel", "BenchTracker100")
@@ -33,8 +32,7 @@ HOOK_KINDS = ("pre_fw", "post_fw", "pre_bw", "post_bw")
 
 
 def tracker_binary() -> Path:
-    build = Path(os.environ.get("CCTS_BUILD_DIR", ROOT / "build"))
-    return build / "reference" / "bench" / "ccts-bench-tracker"
+    return bench_binary("ccts-bench-tracker")
 
 
 @dataclass
