@@ -39,18 +39,11 @@ struct Options : ccts::bench::CommonOptions {
 };
 
 Options parse(int argc, char** argv) {
-  Options o;
-  auto value = [&](int& i) { return ccts::bench::option_value(i, argc, argv); };
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (ccts::bench::read_common_option(o, i, argc, argv)) {
-      continue;
-    } else if (arg == "--fixture") {
-      o.fixture = value(i);
-    } else {
-      throw std::invalid_argument("unknown argument '" + arg + "'");
-    }
-  }
+  auto o = ccts::bench::read_options<Options>(argc, argv, [](Options& o, const std::string& arg, auto value) {
+    if (arg != "--fixture") return false;
+    o.fixture = value();
+    return true;
+  });
   if (o.warmup < 1 || o.steps < 1 || o.threads < 1) {
     throw std::invalid_argument("--warmup, --steps and --threads must be >= 1");
   }
@@ -102,7 +95,7 @@ int run(const Options& o) {
   torch::Tensor loss = forward();
   const std::int64_t kept_forward = bench::status_bytes("VmRSS") - before;
   const std::int64_t peak_forward = bench::status_bytes("VmHWM") - before;
-  const std::int64_t packed = ccts::nn::checkpoint_counters().packed;
+  const std::int64_t packed = ccts::nn::checkpoint_packed_tensors();
   loss.backward();
   const std::int64_t peak_step = bench::status_bytes("VmHWM") - before;
   losses.push_back(loss.item<double>());

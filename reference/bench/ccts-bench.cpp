@@ -59,31 +59,27 @@ struct Options : ccts::bench::CommonOptions {
 };
 
 Options parse(int argc, char** argv) {
-  Options o;
-  auto value = [&](int& i) { return ccts::bench::option_value(i, argc, argv); };
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (ccts::bench::read_common_option(o, i, argc, argv)) {
-      continue;
-    } else if (arg == "--api") {
-      o.api = value(i);
+  auto o = ccts::bench::read_options<Options>(argc, argv, [](Options& o, const std::string& arg, auto value) {
+    if (arg == "--api") {
+      o.api = value();
     } else if (arg == "--fixture") {
-      o.fixture = value(i);
+      o.fixture = value();
     } else if (arg == "--nosync-steps") {
-      o.nosync_steps = std::stoi(value(i));
+      o.nosync_steps = std::stoi(value());
     } else if (arg == "--allreduce-probe") {
-      o.allreduce_probe = std::stoi(value(i));
+      o.allreduce_probe = std::stoi(value());
     } else if (arg == "--lr") {
-      o.lr = std::stod(value(i));
+      o.lr = std::stod(value());
     } else if (arg == "--bucket-cap-mb") {
-      o.bucket_cap_mb = std::stod(value(i));
+      o.bucket_cap_mb = std::stod(value());
       if (!(*o.bucket_cap_mb > 0)) throw std::invalid_argument("--bucket-cap-mb must be positive");
     } else if (arg == "--memory") {
       o.memory = true;
     } else {
-      throw std::invalid_argument("unknown argument '" + arg + "'");
+      return false;
     }
-  }
+    return true;
+  });
   if (o.api != "replicate" && o.api != "fully_shard" && o.api != "none") {
     throw std::invalid_argument("--api must be replicate, fully_shard or none, not '" + o.api + "'");
   }

@@ -48,6 +48,23 @@ inline bool read_common_option(CommonOptions& o, int& i, int argc, char** argv) 
   return true;
 }
 
+// argv into an O (a CommonOptions): the common options, then
+// `own(o, arg, value)` for the program's own, which returns false for an
+// argument it does not know (then invalid_argument); `value()` reads the
+// argument's value. The bounds are the program's to check.
+template <class O, class Own>
+O read_options(int argc, char** argv, Own own) {
+  O o;
+  for (int i = 1; i < argc; ++i) {
+    if (read_common_option(o, i, argc, argv)) continue;
+    const std::string arg = argv[i];
+    if (!own(o, arg, [&] { return option_value(i, argc, argv); })) {
+      throw std::invalid_argument("unknown argument '" + arg + "'");
+    }
+  }
+  return o;
+}
+
 // main(): `parse(argc, argv)` then `run(options)`, errors to stderr.
 template <class Parse, class Run>
 int bench_main(const char* program, const char* usage, int argc, char** argv, Parse parse, Run run) {

@@ -14,12 +14,9 @@ prints one JSON line of measurements, which these modules gather and compare.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from ..suite import ROOT
 from . import fully_shard_vs_fsdp2, replicate_vs_ddp
-from .ranks import BenchError, Plan, bench_binary
+from .ranks import BenchError, Plan, bench_binary, fixtures_dir, write_summary
 
 DEFAULTS = {  # (warm-up, timed steps, no-sync steps, rounds) per verb; --smoke: (1, 2, 0, 1)
     "replicate": (2, 5, 0, 2),
@@ -31,7 +28,7 @@ SMOKE_FIXTURE = "BenchMLPSmoke"
 def plan_from(args: argparse.Namespace) -> Plan:
     warmup, steps, nosync, rounds = (1, 2, 0, 1) if args.smoke else DEFAULTS[args.what]
     pick = lambda value, default: default if value is None else value  # noqa: E731
-    plan = Plan(fixtures_dir=Path(args.fixtures_dir).resolve() if args.fixtures_dir else ROOT / "fixtures",
+    plan = Plan(fixtures_dir=fixtures_dir(args),
                 fixture=args.fixture or (SMOKE_FIXTURE if args.smoke else "BenchMLP"),
                 warmup=pick(args.warmup, warmup), steps=pick(args.steps, steps),
                 nosync_steps=pick(args.nosync_steps, nosync), rounds=pick(args.rounds, rounds),
@@ -55,7 +52,5 @@ def main(args: argparse.Namespace) -> int:
     except BenchError as e:
         print(f"error: {e}")
         return 1
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
-        print(f"results  : {args.json}")
+    write_summary(args, summary)
     return 0

@@ -9,15 +9,11 @@ over the resting state is the figure (target <= 0.6, as PyTorch).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..suite import ROOT
-from .ranks import BenchError, bench_binary, load_note, median, mib
+from .ranks import BenchError, bench_binary, fixtures_dir, launch, load_note, median, mib, write_summary
 
 TARGET = 0.6
 PAIRS = {False: ("BenchDeep", "BenchDeepCheckpointed"), True: ("BenchDeepSmoke", "BenchDeepSmokeCheckpointed")}
@@ -28,30 +24,18 @@ def binary() -> Path:
 
 
 def measure(command: list[str], threads: int, timeout: float) -> dict[str, Any]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONPATH=str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{' '.join(command[:3])}: did not finish in {timeout:.0f} s") from None
-    except OSError as e:
-        raise BenchError(f"cannot start {command[0]}: {e}") from None
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = "\n".join(done.stderr.splitlines()[-15:])
-        raise BenchError(f"{' '.join(command[:3])} exited with {done.returncode}:\n{tail}")
-    return json.loads(lines[-1])
+    """One process's JSON line (a rank group of one; the programs ignore its environment)."""
+    return launch(Path(command[0]).name, command, 1, threads, timeout).ranks[0]
 
 
 def main(args: argparse.Namespace) -> int:
     warmup = 1 if args.warmup is None else args.warmup
     steps = (2 if args.smoke else 5) if args.steps is None else args.steps
-    fixtures_dir = Path(args.fixtures_dir).resolve() if args.fixtures_dir else ROOT / "fixtures"
     plain, checkpointed = PAIRS[args.smoke]
     if not binary().exists():
         print(f"error: {binary()} is not built (./ccts bench checkpoint builds it)")
         return 1
-    common = ["--fixtures", str(fixtures_dir), "--warmup", str(warmup), "--steps", str(steps),
+    common = ["--fixtures", str(fixtures_dir(args)), "--warmup", str(warmup), "--steps", str(steps),
               "--threads", str(args.threads)]
     commands = {"reference": [str(binary())],
                 "pytorch": [args.ddp_python, "-m", "runners.benchmarks.pytorch_checkpoint"]}
@@ -109,7 +93,5 @@ def main(args: argparse.Namespace) -> int:
           f"(PyTorch's: {summary['sides']['pytorch']['peak_ratio']:.3f})")
     if not all(r["hwm_reset"] for modes in results.values() for r in modes.values()):
         print("warning  : /proc/self/clear_refs could not be written; peaks are since process start")
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
-        print(f"results  : {args.json}")
+    write_summary(args, summary)
     return 0

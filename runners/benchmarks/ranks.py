@@ -147,6 +147,19 @@ class Plan:
         return launch(label, command, world_size, self.threads, self.timeout, self.env())
 
 
+# -- the bench options every verb reads -------------------------------------------
+def fixtures_dir(args: Any) -> Path:
+    """--fixtures-dir, or the suite's fixtures/."""
+    return Path(args.fixtures_dir).resolve() if args.fixtures_dir else ROOT / "fixtures"
+
+
+def write_summary(args: Any, summary: dict[str, Any]) -> None:
+    """--json PATH: the summary, every ratio with its target_met."""
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"results  : {args.json}")
+
+
 # -- figures and formatting ------------------------------------------------------
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")

@@ -16,14 +16,12 @@ sides, show the hooks really ran.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from ..suite import ROOT
-from .ranks import MALLOC_TUNED, BenchError, bench_binary, launch, load_note, median
+from .ranks import (MALLOC_TUNED, BenchError, bench_binary, fixtures_dir, launch, load_note, median,
+                    write_summary)
 
 TARGET = 1.05
 FIXTURES = ("CompositeModel", "BenchTracker100")
@@ -121,8 +119,7 @@ def side_result(side: dict[str, Any], fixture: dict[str, Any]) -> SideResult:
 
 
 def bench(args: argparse.Namespace, fixtures: list[str], warmup: int, steps: int) -> list[FixtureResult]:
-    fixtures_dir = Path(args.fixtures_dir).resolve() if args.fixtures_dir else ROOT / "fixtures"
-    common = ["--fixtures", str(fixtures_dir), "--warmup", str(warmup), "--steps", str(steps),
+    common = ["--fixtures", str(fixtures_dir(args)), "--warmup", str(warmup), "--steps", str(steps),
               "--threads", str(args.threads)]
     for fixture in fixtures:
         common += ["--fixture", fixture]
@@ -202,7 +199,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"target   : reference ratio <= {TARGET} on every fixture: {'met' if met else 'NOT met'}")
     summary = {"target": TARGET, "target_met": met, "ratios_finite": finite, "warmup": warmup, "steps": steps,
                "threads": args.threads, "malloc": args.malloc, "fixtures": [r.to_json() for r in results]}
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
-        print(f"results  : {args.json}")
+    write_summary(args, summary)
     return 0

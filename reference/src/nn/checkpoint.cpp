@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <utility>
 
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function_hook.h>
@@ -19,7 +20,6 @@ namespace {
 namespace autograd = torch::autograd;
 
 std::atomic<std::int64_t> packed_count{0};
-std::atomic<std::int64_t> recomputed_count{0};
 
 const char* const kDebugTip =
     "\nTip: To see a more detailed error message, either pass `debug=True` to\n"
@@ -33,7 +33,6 @@ class Region {
  public:
   Region(std::weak_ptr<Module> module, Args args, Kwargs kwargs)
       : module_(std::move(module)), args_(std::move(args)), kwargs_(std::move(kwargs)) {}
-  ~Region() { recomputed_count -= alive_; }
 
   std::size_t pack(const torch::Tensor& t) {
     saved_.push_back({t.sizes().vec(), t.scalar_type()});
@@ -59,7 +58,6 @@ class Region {
           "}\nrecomputed metadata: {'shape': " + torch_size_repr(t.sizes()) + ", 'dtype': " + c10::toString(t.scalar_type()) +
           "}\n." + kDebugTip);
     }
-    if (!recomputed_[captured_].defined()) ++alive_, ++recomputed_count;
     recomputed_[captured_++] = t.detach();
   }
 
@@ -67,10 +65,7 @@ class Region {
   // yet (the hook-ordered recomputation normally has). Released once used.
   torch::Tensor take(std::size_t index) {
     if (index >= recomputed_.size() || !recomputed_[index].defined()) recompute();
-    torch::Tensor t = std::move(recomputed_.at(index));
-    recomputed_[index] = torch::Tensor();
-    --alive_, --recomputed_count;
-    return t;
+    return std::exchange(recomputed_.at(index), torch::Tensor());
   }
 
  private:
@@ -84,7 +79,6 @@ class Region {
   std::vector<Saved> saved_;
   std::vector<torch::Tensor> recomputed_;
   std::size_t captured_ = 0;
-  std::int64_t alive_ = 0;
 };
 
 // This thread's checkpointed forward (tensors saved now are packed into it)
@@ -92,24 +86,30 @@ class Region {
 thread_local std::shared_ptr<Region> forward_region;
 thread_local Region* recomputing_region = nullptr;
 
+// Sets both for a scope; the previous ones come back at its end, thrown or not.
+class RegionScope {
+ public:
+  RegionScope(std::shared_ptr<Region> forward, Region* recomputing)
+      : forward_(std::exchange(forward_region, std::move(forward))),
+        recomputing_(std::exchange(recomputing_region, recomputing)) {}
+  ~RegionScope() {
+    forward_region = std::move(forward_);
+    recomputing_region = recomputing_;
+  }
+  RegionScope(const RegionScope&) = delete;
+  RegionScope& operator=(const RegionScope&) = delete;
+
+ private:
+  std::shared_ptr<Region> forward_;
+  Region* recomputing_;
+};
+
 void Region::recompute() {
   auto module = module_.lock();
   if (!module) throw std::runtime_error("checkpoint: the checkpointed module no longer exists");
   recomputed_.assign(saved_.size(), torch::Tensor());
-  recomputed_count -= alive_;
-  alive_ = 0;
   captured_ = 0;
-  Region* outer = recomputing_region;
-  std::shared_ptr<Region> outer_forward = std::move(forward_region);
-  recomputing_region = this;
-  struct Restore {
-    Region* outer;
-    std::shared_ptr<Region>& outer_forward;
-    ~Restore() {
-      recomputing_region = outer;
-      forward_region = std::move(outer_forward);
-    }
-  } restore{outer, outer_forward};
+  RegionScope scope(nullptr, this);
   torch::AutoGradMode grad(true);
   (*module)(args_, kwargs_);
   if (captured_ != saved_.size()) {
@@ -203,14 +203,8 @@ Value checkpoint(Module& module, const Args& args, const Kwargs& kwargs) {
     // The recomputation's inputs are the forward's, still in their graph:
     // whether an input requires grad decides what autograd saves.
     region = std::make_shared<Region>(weak, args, kwargs);
-    forward_region = region;
-    try {
-      out = module(args, kwargs);
-    } catch (...) {
-      forward_region.reset();
-      throw;
-    }
-    forward_region.reset();
+    RegionScope scope(region, nullptr);
+    out = module(args, kwargs);
   } else {
     out = module(args, kwargs);
   }
@@ -244,6 +238,6 @@ Value checkpoint(Module& module, const Args& args, const Kwargs& kwargs) {
   return out;
 }
 
-CheckpointCounters checkpoint_counters() { return {packed_count.load(), recomputed_count.load()}; }
+std::int64_t checkpoint_packed_tensors() { return packed_count.load(); }
 
 }  // namespace ccts::nn
